@@ -1,0 +1,149 @@
+"""Command-line plumbing shared by the scripts: option types, device choice, user errors.
+
+A user mistake ends in one line (``Error: ...``), a non-zero exit code and no
+traceback: scripts raise :class:`UserError`, and :func:`user_errors` turns the
+loader's and downloader's own errors into it.
+"""
+
+import functools
+import re
+
+import click
+
+
+class UserError(click.ClickException):
+    """An error the user can fix; click prints it as one line and exits with code 1."""
+
+
+class Command(click.Command):
+    """A click command whose usage errors are one line too (no usage banner)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as err:
+            raise UserError(err.format_message()) from None
+
+
+def user_errors(fn):
+    """Decorator: report known user-facing errors as one line instead of a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import legacy
+        known = (legacy.NetworkFileError,)
+        try:
+            import dnnlib.util as util
+            known += tuple(e for e in (getattr(util, 'DownloadError', None),) if e is not None)
+        except ImportError:
+            pass
+        try:
+            return fn(*args, **kwargs)
+        except known as err:
+            raise UserError(str(err)) from None
+    return wrapper
+
+
+# ----------------------------------------------------------------------------
+# Parsing
+
+
+_RANGE_ITEM = re.compile(r'^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$')
+
+
+def parse_range(text):
+    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]. Raises ValueError with a readable message."""
+    if isinstance(text, (list, tuple)):
+        return [int(x) for x in text]
+    values = []
+    for item in str(text).split(','):
+        if item.strip() == '':
+            continue
+        match = _RANGE_ITEM.match(item)
+        if not match:
+            raise ValueError(f'{item.strip()!r} is not a number or a range like 0-10')
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) is not None else lo
+        if hi < lo:
+            raise ValueError(f'range {item.strip()!r} ends before it starts')
+        values.extend(range(lo, hi + 1))
+    if not values:
+        raise ValueError('empty list')
+    return values
+
+
+def parse_vec2(text):
+    """'0.1,-0.2' -> (0.1, -0.2)."""
+    if isinstance(text, (list, tuple)):
+        return tuple(float(x) for x in text)
+    parts = str(text).split(',')
+    if len(parts) != 2:
+        raise ValueError(f'{text!r} is not two numbers like 0.1,-0.2')
+    try:
+        return (float(parts[0]), float(parts[1]))
+    except ValueError:
+        raise ValueError(f'{text!r} is not two numbers like 0.1,-0.2') from None
+
+
+class RangeType(click.ParamType):
+    """Click option type for seed lists such as ``0-10,15,20-22``."""
+    name = 'range'
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_range(value)
+        except ValueError as err:
+            self.fail(f'{err}; expected a list like 0-10,15,20-22', param, ctx)
+
+
+class Vec2Type(click.ParamType):
+    """Click option type for two comma-separated floats."""
+    name = 'vec2'
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_vec2(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+SEEDS = RangeType()
+VEC2 = Vec2Type()
+
+
+# ----------------------------------------------------------------------------
+# Devices
+
+
+def choose_device(name='auto'):
+    """'auto' picks CUDA, then MPS, then CPU; an unavailable device is a user error."""
+    import torch
+    name = (name or 'auto').strip().lower()
+    if name == 'auto':
+        if torch.cuda.is_available():
+            return torch.device('cuda')
+        if _mps_available():
+            return torch.device('mps')
+        return torch.device('cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f'--device {name}: not a device; use auto, cpu, cuda, cuda:N or mps') from None
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise UserError(f'--device {name}: CUDA is not available here; use --device cpu (or auto)')
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f'--device {name}: only {torch.cuda.device_count()} CUDA device(s) present')
+    elif device.type == 'mps' and not _mps_available():
+        raise UserError(f'--device {name}: Apple MPS is not available here; use --device cpu (or auto)')
+    elif device.type not in ('cpu', 'cuda', 'mps'):
+        raise UserError(f'--device {name}: unsupported; use auto, cpu, cuda, cuda:N or mps')
+    return device
+
+
+def _mps_available():
+    import torch
+    backend = getattr(torch.backends, 'mps', None)
+    return bool(backend is not None and backend.is_available())
+
+
+DEVICE_OPTION_HELP = 'Device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps'
