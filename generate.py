@@ -109,6 +109,11 @@ def generate_images(G, seeds, truncation_psi=1.0, truncation_cutoff=None, noise_
     G = G.to(device)
     seeds = list(seeds)
     batches = [seeds[i:i + batch_size] for i in range(0, len(seeds), max(1, batch_size))]
+    # The cutoff is passed only when given, so each network keeps its own default
+    # (all layers for StyleGAN2/3, the first 8 for StyleGAN1, as upstream).
+    mapping_kwargs = dict(truncation_psi=truncation_psi)
+    if truncation_cutoff is not None:
+        mapping_kwargs['truncation_cutoff'] = truncation_cutoff
     samples = []
     bar = _progress(len(seeds), progress)
     with input_transform(G, translate, rotate), torch.no_grad():
@@ -116,7 +121,7 @@ def generate_images(G, seeds, truncation_psi=1.0, truncation_cutoff=None, noise_
             z_np = np.concatenate([seed_to_z(seed, G.z_dim) for seed in batch])
             z = torch.from_numpy(z_np).to(device)
             c = make_labels(G, class_idx, len(batch), device)
-            w = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+            w = G.mapping(z, c, **mapping_kwargs)
             images = to_uint8(G.synthesis(w, noise_mode=noise_mode, force_fp32=True)).cpu().numpy()
             w_np = w.float().cpu().numpy()
             for i, seed in enumerate(batch):
@@ -155,7 +160,7 @@ def version_of(G):
 @click.option('--network', 'network_pkl', help='Network pickle path, URL or model-zoo name', required=True)
 @click.option('--seeds', type=cli_common.SEEDS, help='List of random seeds, e.g. 0-10,15', required=True)
 @click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True)
-@click.option('--trunc-cutoff', 'truncation_cutoff', type=int, help='Truncate only the first N ws (default: all)')
+@click.option('--trunc-cutoff', 'truncation_cutoff', type=int, help='Truncate only the first N ws (default: all for StyleGAN2/3, 8 for StyleGAN1)')
 @click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--outdir', help='Where to save the output images', default='outputs/generate/', type=str, show_default=True, metavar='DIR')
 @click.option('--version', help='StyleGAN version, 1, 2 or 3 (default: read from the file)', type=click.IntRange(1, 3))

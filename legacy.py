@@ -176,6 +176,11 @@ def read_pickle_safely(f):
 # Rebuilding records as this project's classes
 
 
+def _stylegan1():
+    from training import networks_stylegan1
+    return networks_stylegan1
+
+
 def _stylegan2():
     from training import networks_stylegan2
     return networks_stylegan2
@@ -194,8 +199,12 @@ def _network_class(record, tensors):
             return _stylegan3().Generator
         if 'synthesis.b4.const' in tensors:
             return _stylegan2().Generator
+        if 'synthesis.layer0.const' in tensors:
+            return _stylegan1().Generator
     elif name == 'Discriminator' and 'b4.out.weight' in tensors:
         return _stylegan2().Discriminator
+    elif name == 'Discriminator' and 'epilogue.dense1.weight' in tensors:
+        return _stylegan1().Discriminator
     elif name == 'AugmentPipe':
         try:
             from training import augment
@@ -211,7 +220,7 @@ def _infer_square(record, tensors):
         shape = tensors['synthesis.b4.const'].shape
         return shape[-1] == shape[-2]
     if 'synthesis.input.transform' in tensors:               # StyleGAN3 generator
-        return _stylegan3().infer_square_from_tensors(tensors)
+        return _stylegan3().infer_square_from_tensors(tensors, img_resolution=record.init_kwargs.get('img_resolution'))
     if 'b4.fc.weight' in tensors and 'b4.conv.weight' in tensors:  # discriminator epilogue
         channels = tensors['b4.conv.weight'].shape[0]
         return tensors['b4.fc.weight'].shape[1] == channels * 16
