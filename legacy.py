@@ -238,7 +238,7 @@ def rebuild_network(record, force_fp16=False):
     kwargs = record.init_kwargs
     if record.class_name in ('Generator', 'Discriminator') and 'square' not in kwargs:
         kwargs.square = _infer_square(record, tensors)
-    if force_fp16 and record.class_name in ('Generator', 'Discriminator'):
+    if force_fp16 and record.class_name in ('Generator', 'Discriminator') and not cls.__module__.endswith('stylegan1'):
         _force_fp16_kwargs(kwargs)
     try:
         module = cls(*record.init_args, **kwargs)
@@ -250,12 +250,10 @@ def rebuild_network(record, force_fp16=False):
 
 
 def _force_fp16_kwargs(kwargs):
+    """Upstream's --force-fp16: fp16 in the top 4 resolutions, clamped convolutions."""
     target = kwargs.synthesis_kwargs if 'synthesis_kwargs' in kwargs else kwargs
-    target.num_fp16_res = 4
-    target.conv_clamp = 256
-    if 'num_fp16_res' in kwargs or 'synthesis_kwargs' not in kwargs:
-        kwargs.num_fp16_res = 4
-        kwargs.conv_clamp = 256
+    target['num_fp16_res'] = 4
+    target['conv_clamp'] = 256
 
 
 def copy_tensors_into(module, tensors, what='network'):

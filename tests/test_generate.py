@@ -21,19 +21,21 @@ def run_cli(*args):
     return result
 
 
-@pytest.mark.parametrize('name', ['sg2_rect64', 'sg3t_rect64'])
-def test_cli_reproduces_upstream_images(fixtures_dir, tmp_path, name):
+@pytest.mark.parametrize('name', ['sg2_rect64', 'sg2_square64', 'sg3t_rect64', 'sg3r_rect64'])
+@pytest.mark.parametrize('noise', ['const', 'none'])
+def test_cli_reproduces_upstream_images(fixtures_dir, tmp_path, name, noise):
     _, refs, seeds = load_refs(fixtures_dir, name)
     for psi in (1.0, 0.7):
         outdir = tmp_path / f'psi{psi}'
         result = run_cli('--network', fixtures_dir / 'networks' / f'{name}.pkl', '--seeds',
-                         ','.join(map(str, seeds)), '--trunc', psi, '--outdir', outdir, '--device', 'cpu')
+                         ','.join(map(str, seeds)), '--trunc', psi, '--noise-mode', noise,
+                         '--outdir', outdir, '--device', 'cpu', '--batch', 2)
         assert result.exit_code == 0, result.output
         latents = np.load(outdir / 'latents.npz')
         assert list(latents['seed']) == seeds
         for i, seed in enumerate(seeds):
             image = np.asarray(PIL.Image.open(outdir / f'seed{seed:04d}.png'))
-            ref = refs[f'img_seed{seed}_psi{psi}_const']
+            ref = refs[f'img_seed{seed}_psi{psi}_{noise}']
             assert np.abs(image.astype(int) - ref.astype(int)).max() <= 1
             np.testing.assert_allclose(latents['w'][i], refs[f'w_seed{seed}_psi{psi}'], atol=1e-4)
             np.testing.assert_array_equal(latents['z'][i], np.random.RandomState(seed).randn(latents['z'].shape[1]))

@@ -158,3 +158,11 @@ def test_directory_and_missing_file(tmp_path):
         legacy.load_network(tmp_path)
     with pytest.raises(legacy.NetworkFileError, match='not found|no such|unknown'):
         legacy.load_network(tmp_path / 'nope.pkl')
+
+
+def test_force_fp16_rebuilds_with_fp16_layers(fixtures_dir):
+    data = legacy.load_network(fixtures_dir / 'networks' / 'sg2_rect64.pkl', force_fp16=True)
+    assert data['G_ema'].init_kwargs['synthesis_kwargs']['num_fp16_res'] == 4
+    assert data['D'].init_kwargs['num_fp16_res'] == 4
+    _, refs, seeds = load_refs(fixtures_dir, 'sg2_rect64')
+    check_against_refs(data['G_ema'], refs, seeds[:1])   # force_fp32 output is unchanged.
