@@ -11,7 +11,7 @@ import interpolation
 import legacy
 
 
-@pytest.mark.parametrize('name', ['sg2_rect64', 'sg3t_rect64', 'sg1_square64'])
+@pytest.mark.parametrize('name', ['sg2_rect64', 'sg2_square64', 'sg3t_rect64', 'sg3r_rect64', 'sg1_square64', 'sg1_square128auto'])
 @pytest.mark.parametrize('space, method', [('z', 'lerp'), ('z', 'slerp'), ('w', 'lerp')])
 def test_endpoints_equal_generate(fixtures_dir, name, space, method):
     G = legacy.load_network(fixtures_dir / 'networks' / f'{name}.pkl')['G_ema']

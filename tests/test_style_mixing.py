@@ -9,7 +9,7 @@ import generate
 import legacy
 import style_mixing
 
-NETWORKS = ['sg2_rect64', 'sg3t_rect64', 'sg1_square64']
+NETWORKS = ['sg2_rect64', 'sg2_square64', 'sg3t_rect64', 'sg3r_rect64', 'sg1_square64', 'sg1_square128auto']
 
 
 @pytest.mark.parametrize('name', NETWORKS)
