@@ -117,7 +117,7 @@ def main(network_pkl, seeds, truncation_psi, noise_mode, outdir, save_mid_image,
     G = G.eval().requires_grad_(False).to(device)
     try:
         ws = interpolate_latents(G, seeds, num_interps, space, method, loop, truncation_psi, class_idx, device)
-        first, last = list(render(G, ws[[0, -1]], noise_mode))
+        first, last = next(render(G, ws[:1], noise_mode)), next(render(G, ws[-1:], noise_mode))
         name = 'latent_space_traversal.' + video_format
         from tqdm import tqdm
         with FrameWriter(os.path.join(outdir, name), fps) as video:
