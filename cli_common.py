@@ -40,6 +40,9 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except known as err:
             raise UserError(str(err)) from None
+        except OSError as err:  # Unwritable output folder, full disk, ...: the user can fix these.
+            where = f'{err.filename}: ' if err.filename else ''
+            raise UserError(f'{where}{err.strerror or err}') from None
     return wrapper
 
 

@@ -52,3 +52,12 @@ def test_style_index_out_of_range(fixtures_dir, tmp_path):
     assert result.exit_code != 0 and 'Traceback' not in result.output
     assert 'styles 0-9' in result.output
     assert not (tmp_path / 'o').exists()
+
+
+def test_unwritable_outdir(fixtures_dir, tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a folder')
+    result = CliRunner().invoke(style_mixing.main, ['--network', str(fixtures_dir / 'networks' / 'sg2_rect64.pkl'),
+                                                     '--rows', '0', '--cols', '1', '--outdir', str(blocker / 'sub')])
+    assert result.exit_code != 0 and 'Traceback' not in result.output and 'Error:' in result.output
+    assert blocker.read_text() == 'not a folder'

@@ -131,6 +131,14 @@ def _stage_channels(num_stages, fmap_base, fmap_decay, fmap_max):
     return [min(int(fmap_base / (2.0 ** (stage * fmap_decay))), fmap_max) for stage in range(num_stages)]
 
 
+def _check_structure(structure):
+    """'auto' means the recursive growing structure, as in the original."""
+    structure = 'recursive' if structure == 'auto' else structure
+    if structure not in ('fixed', 'linear', 'recursive'):
+        raise ValueError(f'unknown structure {structure!r}')
+    return structure
+
+
 def _check_resolution(img_resolution):
     log2 = int(np.round(np.log2(img_resolution)))
     if img_resolution < 4 or 2 ** log2 != img_resolution:
@@ -393,10 +401,7 @@ class SynthesisNetwork(torch.nn.Module):
     ):
         super().__init__()
         log2 = _check_resolution(img_resolution)
-        if structure == 'auto':
-            structure = 'recursive'
-        if structure not in ('fixed', 'linear', 'recursive'):
-            raise ValueError(f'unknown structure {structure!r}')
+        structure = _check_structure(structure)
         if fused_scale not in (True, False, 'auto'):
             raise ValueError(f'fused_scale must be True, False or "auto", got {fused_scale!r}')
         if channels is None:
@@ -598,10 +603,7 @@ class Discriminator(torch.nn.Module):
     ):
         super().__init__()
         log2 = _check_resolution(img_resolution)
-        if structure == 'auto':
-            structure = 'recursive'
-        if structure not in ('fixed', 'linear', 'recursive'):
-            raise ValueError(f'unknown structure {structure!r}')
+        structure = _check_structure(structure)
         stages = _stage_channels(log2, fmap_base, fmap_decay, fmap_max)
         if channels is None:
             channels = stages[1:]
