@@ -1,0 +1,89 @@
+"""What the aligner needs from a model: the people in a photo and a person mask.
+
+Two small interfaces, so keypoints and segmentation can come from different models:
+
+- a *pose estimator* has ``find_people(rgb) -> list of [18, 3] arrays``: COCO-18
+  keypoints (OpenPose order) as x, y in pixels and a confidence in [0, 1], the most
+  prominent person first; a part that was not found has confidence 0.
+- a *segmenter* has ``person_mask(rgb) -> HxW float32`` person probability.
+
+MediaPipe Pose is both (the default); OpenPose is a pose estimator, PaddleSeg a
+segmenter. :func:`make_backend` builds the pair from names and reports a missing
+package or weight file as :class:`BackendUnavailable`, one line.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+COCO18_NAMES = ('nose', 'neck', 'right_shoulder', 'right_elbow', 'right_wrist', 'left_shoulder', 'left_elbow',
+                'left_wrist', 'right_hip', 'right_knee', 'right_ankle', 'left_hip', 'left_knee', 'left_ankle',
+                'right_eye', 'left_eye', 'right_ear', 'left_ear')
+NOSE, NECK, R_SHOULDER, L_SHOULDER, R_HIP, L_HIP, R_ANKLE, L_ANKLE = 0, 1, 2, 5, 8, 11, 10, 13
+
+POSE_BACKENDS = ('mediapipe', 'openpose')
+SEGMENTERS = ('mediapipe', 'ppseg')
+DEFAULT_OPENPOSE_WEIGHTS = os.path.join('openpose', 'model', 'body_pose_model.pth')
+
+
+class BackendUnavailable(RuntimeError):
+    """A chosen backend lacks its package or weights; the message says what to install or download."""
+
+
+@dataclasses.dataclass
+class Analysis:
+    """One photo as the backends see it."""
+    people: list        # [18, 3] keypoint arrays, most prominent first
+    mask: np.ndarray    # HxW float32 person probability (all people the segmenter saw)
+
+
+class Backend:
+    """A pose estimator and a segmenter used together."""
+
+    def __init__(self, pose, segmenter):
+        self.pose = pose
+        self.segmenter = segmenter
+
+    def analyse(self, rgb):
+        if self.pose is self.segmenter and hasattr(self.pose, 'analyse'):
+            return self.pose.analyse(rgb)  # one model run gives both
+        people = self.pose.find_people(rgb)
+        mask = self.segmenter.person_mask(rgb)
+        return Analysis(people=people, mask=np.asarray(mask, dtype=np.float32))
+
+    def close(self):
+        for part in {id(self.pose): self.pose, id(self.segmenter): self.segmenter}.values():
+            if hasattr(part, 'close'):
+                part.close()
+
+
+def make_backend(pose='mediapipe', segmenter='mediapipe', device='cpu', openpose_weights=None, ppseg_model=None):
+    """Build the backend pair by name (see POSE_BACKENDS and SEGMENTERS)."""
+    if pose not in POSE_BACKENDS:
+        raise BackendUnavailable(f'unknown pose backend {pose!r}; choose one of {", ".join(POSE_BACKENDS)}')
+    if segmenter not in SEGMENTERS:
+        raise BackendUnavailable(f'unknown segmenter {segmenter!r}; choose one of {", ".join(SEGMENTERS)}')
+    shared = None
+    if 'mediapipe' in (pose, segmenter):
+        from .mediapipe_backend import MediaPipePose
+        shared = MediaPipePose()
+    pose_model = shared if pose == 'mediapipe' else _openpose(openpose_weights, device)
+    seg_model = shared if segmenter == 'mediapipe' else _ppseg(ppseg_model, device)
+    return Backend(pose_model, seg_model)
+
+
+def _openpose(weights, device):
+    from .openpose_backend import OpenPoseEstimator
+    return OpenPoseEstimator(weights or DEFAULT_OPENPOSE_WEIGHTS, device=device)
+
+
+def _ppseg(model_dir, device):
+    try:
+        import PP_HumanSeg
+    except ImportError as err:  # pragma: no cover - the package ships with the project
+        raise BackendUnavailable(f'PP_HumanSeg package missing: {err}') from None
+    try:
+        return PP_HumanSeg.HumanSegmenter(model_dir or PP_HumanSeg.DEFAULT_MODEL_DIR, device=device)
+    except PP_HumanSeg.PaddleSegError as err:
+        raise BackendUnavailable(str(err)) from None

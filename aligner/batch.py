@@ -1,0 +1,69 @@
+"""Folder-at-a-time processing: output names, per-photo failures, the summary.
+
+A bad photo never stops the batch: its reason is printed under its name as it
+happens, again in the summary, and the command exits non-zero at the end.
+"""
+
+import dataclasses
+import os
+
+from .align import AlignmentError
+from .photo_io import PhotoError
+
+# What one photo may fail with and still leave the rest of the batch going.
+PHOTO_FAILURES = (PhotoError, AlignmentError, OSError)
+
+
+@dataclasses.dataclass
+class BatchReport:
+    done: int = 0
+    failures: list = dataclasses.field(default_factory=list)   # (name, reason)
+
+    @property
+    def total(self):
+        return self.done + len(self.failures)
+
+    def summary(self, verb='aligned'):
+        lines = [f'{verb} {self.done} of {self.total} image(s)'
+                 + (f'; {len(self.failures)} failed:' if self.failures else '')]
+        lines += [f'  {name}: {reason}' for name, reason in self.failures]
+        return '\n'.join(lines)
+
+
+def output_stems(paths, root):
+    """Input path -> output path without suffix, mirroring subfolders of ``root``.
+
+    Two inputs that differ only by suffix (``a.jpg``, ``a.png``) keep both: each
+    gets its suffix added to the name (``a_jpg``, ``a_png``).
+    """
+    stems = {p: os.path.splitext(os.path.relpath(p, root))[0] for p in paths}
+    counts = {}
+    for stem in stems.values():
+        counts[stem.lower()] = counts.get(stem.lower(), 0) + 1
+    return {p: stem + ('_' + os.path.splitext(p)[1][1:].lower() if counts[stem.lower()] > 1 else '')
+            for p, stem in stems.items()}
+
+
+def run_batch(paths, root, process, desc, report=None, progress=True):
+    """Call ``process(path, name)`` for each path; collect failures instead of stopping."""
+    from tqdm import tqdm
+    report = report or BatchReport()
+    with tqdm(paths, unit='img', desc=desc, disable=not progress) as bar:
+        for path in bar:
+            name = os.path.relpath(path, root)
+            try:
+                process(path, name)
+            except PHOTO_FAILURES as err:
+                reason = _reason(err)
+                report.failures.append((name, reason))
+                bar.write(f'{name}: skipped: {reason}')
+            else:
+                report.done += 1
+    return report
+
+
+def _reason(err):
+    if isinstance(err, OSError) and not isinstance(err, (PhotoError,)):
+        where = f' ({err.filename})' if getattr(err, 'filename', None) else ''
+        return f'{err.strerror or err}{where}'
+    return str(err)

@@ -1,0 +1,101 @@
+"""Read the photos phones and the web produce as plain 8-bit RGB arrays.
+
+Handles EXIF orientation, transparency (flattened onto white), palette,
+greyscale, 16-bit and float images, CMYK JPEGs and very large images
+(decoded at reduced size where the format allows, then downscaled). Anything
+that is not a readable image raises :class:`PhotoError` with one line.
+"""
+
+import os
+import warnings
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff', '.gif', '.jfif')
+
+# Longest side the aligner works at. A 4000x3000 (12 MP) phone photo stays whole;
+# larger ones are reduced first: the 1024-pixel-high output never needs more.
+DEFAULT_MAX_SIDE = 4096
+
+# Refuse to decode more than this (a 108 MP phone photo is fine; a crafted
+# "decompression bomb" is not). Pillow errors at twice its MAX_IMAGE_PIXELS.
+MAX_PIXELS = 250_000_000
+
+
+class PhotoError(ValueError):
+    """The file is not a usable image (one line, names nothing but the problem)."""
+
+
+def list_photos(folder, recursive=False):
+    """Image files under ``folder`` (sorted; subfolders too when ``recursive``)."""
+    found = []
+    if recursive:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+            found += [os.path.join(root, f) for f in files if _is_photo_name(f)]
+    else:
+        found = [os.path.join(folder, f) for f in os.listdir(folder)
+                 if _is_photo_name(f) and os.path.isfile(os.path.join(folder, f))]
+    return sorted(found)
+
+
+def _is_photo_name(name):
+    return not name.startswith('.') and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def load_photo(path, max_side=DEFAULT_MAX_SIDE):
+    """Return the photo at ``path`` as an HxWx3 uint8 RGB array, upright, longest side <= max_side."""
+    pillow_limit, PIL.Image.MAX_IMAGE_PIXELS = PIL.Image.MAX_IMAGE_PIXELS, MAX_PIXELS // 2
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(path) as image:
+                if image.width == 0 or image.height == 0:
+                    raise PhotoError('empty image (0x0 pixels)')
+                if max_side and image.format == 'JPEG':
+                    # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: much faster for huge photos.
+                    image.draft(image.mode, (max_side, max_side))
+                image.load()
+                image = PIL.ImageOps.exif_transpose(image)
+                rgb = _to_rgb(image)
+    except PhotoError:
+        raise
+    except PIL.UnidentifiedImageError:
+        raise PhotoError('not an image file (or an image format Pillow cannot read)') from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        raise PhotoError(err.strerror or _short(err)) from None
+    except PIL.Image.DecompressionBombError:
+        raise PhotoError(f'image is too large to decode safely (over {MAX_PIXELS // 1_000_000} megapixels)') from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise PhotoError(f'cannot decode the image ({_short(err)}); the file may be truncated or damaged') from None
+    finally:
+        PIL.Image.MAX_IMAGE_PIXELS = pillow_limit
+    if max_side and max(rgb.size) > max_side:
+        scale = max_side / max(rgb.size)
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        rgb = rgb.resize(size, PIL.Image.LANCZOS, reducing_gap=3.0)
+    return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def _to_rgb(image):
+    """Any Pillow mode -> RGB; transparent pixels become white."""
+    mode = image.mode
+    if mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith('I;16') or values.max() > 255 else 255.0
+        values = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return PIL.Image.fromarray(values, 'L').convert('RGB')
+    if mode == 'P' and 'transparency' in image.info:
+        image = image.convert('RGBA')
+    elif mode in ('LA', 'La', 'PA', 'RGBa'):
+        image = image.convert('RGBA')
+    if image.mode == 'RGBA':
+        white = PIL.Image.new('RGBA', image.size, (255, 255, 255, 255))
+        return PIL.Image.alpha_composite(white, image).convert('RGB')
+    return image.convert('RGB')  # L, 1, P, CMYK (Pillow undoes Adobe's inverted CMYK), YCbCr, LAB, ...
+
+
+def _short(err):
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

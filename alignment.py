@@ -1,0 +1,153 @@
+"""Align photos of people for StyleGAN-Human: one person per photo -> a 1:2 crop on white.
+
+\b
+Examples:
+python alignment.py --image-folder img/test/ --output-folder aligned_image/
+python alignment.py --image-folder photos/ --output-folder aligned_512/ --size 256x512 --recursive
+python alignment.py --image-folder photos/ --output-folder out/ --pose openpose --segmenter ppseg   # upstream's models
+
+The default backend (MediaPipe Pose with its segmentation) ships with the
+mediapipe package and runs offline on the CPU. Photos with no person, a person
+cut off by the frame, or several people are skipped with the reason; the rest
+go on, and the command exits with status 1 if any photo failed.
+"""
+
+import json
+import os
+import re
+
+import click
+import numpy as np
+
+import cli_common
+from aligner import AlignmentError, BackendUnavailable, align_photo, list_photos, load_photo, make_backend
+from aligner import COCO18_NAMES
+from aligner.backends import DEFAULT_OPENPOSE_WEIGHTS, POSE_BACKENDS, SEGMENTERS
+from aligner.batch import BatchReport, output_stems, run_batch
+from aligner.photo_io import DEFAULT_MAX_SIDE, IMAGE_SUFFIXES
+from dnnlib.atomic import atomic_write, save_image
+
+
+def parse_size(text):
+    """'512x1024', '1024x512' or '1024' -> (width, height) = (512, 1024): the output is always 1:2."""
+    numbers = [int(n) for n in re.split(r'[x*, ]+', str(text).strip().lower()) if n]
+    if len(numbers) == 1:
+        numbers = [numbers[0] // 2, numbers[0]]
+    if len(numbers) != 2 or min(numbers) <= 0 or max(numbers) != 2 * min(numbers):
+        raise ValueError(f'{text!r} is not a 1:2 size like 512x1024 or 256x512')
+    return min(numbers), max(numbers)
+
+
+class SizeType(click.ParamType):
+    name = 'WxH'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+def keypoints_record(aligned, source_name, backend_names):
+    """What --save-keypoints writes: COCO-18 keypoints in output pixels and how the crop was made."""
+    box = aligned.box
+    return {
+        'source': source_name,
+        'source_size': list(aligned.source_size),
+        'crop_box': {'x0': box.x0, 'y0': box.y0, 'width': box.width, 'height': box.height},
+        'size': [int(aligned.image.shape[1]), int(aligned.image.shape[0])],
+        'backend': backend_names,
+        'keypoint_names': list(COCO18_NAMES),
+        'keypoints': [[round(float(x), 2), round(float(y), 2), round(float(c), 4)] for x, y, c in aligned.keypoints],
+    }
+
+
+def align_folder(image_folder, output_folder, backend, size=(512, 1024), recursive=False, keep_background=False,
+                 save_mask=False, save_keypoints=False, skip_existing=False, max_side=DEFAULT_MAX_SIDE,
+                 backend_names=None, progress=True):
+    """Align every photo under ``image_folder`` (or the one photo it names) into ``output_folder``."""
+    if os.path.isfile(image_folder):
+        paths, root = [image_folder], os.path.dirname(image_folder) or '.'
+    else:
+        paths, root = list_photos(image_folder, recursive=recursive), image_folder
+    stems = output_stems(paths, root)
+    report = BatchReport()
+    if skip_existing:
+        todo = [p for p in paths if not os.path.exists(os.path.join(output_folder, stems[p] + '.png'))]
+        report.done = len(paths) - len(todo)
+        paths = todo
+
+    def process(path, name):
+        aligned = align_photo(load_photo(path, max_side=max_side), backend, size=size,
+                              keep_background=keep_background)
+        out = os.path.join(output_folder, stems[path])
+        # Side files first, the image last: an image on disk means its photo is done.
+        if save_mask:
+            save_image(aligned.mask, out + '_mask.png')
+        if save_keypoints:
+            text = json.dumps(keypoints_record(aligned, name, backend_names or {}), indent=1)
+            atomic_write(out + '_keypoints.json', lambda f: f.write(text), mode='w')
+        save_image(aligned.image, out + '.png')
+
+    run_batch(paths, root, process, desc='Aligning', report=report, progress=progress)
+    return report, len(stems)
+
+
+@click.command(cls=cli_common.Command, help=__doc__)
+@click.option('--image-folder', 'image_folder', required=True, metavar='DIR',
+              help='Folder of photos (or one photo file)')
+@click.option('--output-folder', 'output_folder', default='results', show_default=True, metavar='DIR',
+              help='Where to write the aligned images (subfolders are mirrored)')
+@click.option('--size', type=SizeType(), default='512x1024', show_default=True,
+              help='Output size, width x height at 1:2: 512x1024 for the 1024 models, 256x512 for the 512 ones')
+@click.option('--pose', type=click.Choice(POSE_BACKENDS), default='mediapipe', show_default=True,
+              help='Keypoint detector: MediaPipe (built in) or OpenPose (needs --openpose-weights)')
+@click.option('--segmenter', type=click.Choice(SEGMENTERS), default='mediapipe', show_default=True,
+              help='Person segmentation: MediaPipe (built in) or PaddleSeg (needs paddlepaddle and the exported model)')
+@click.option('--openpose-weights', default=DEFAULT_OPENPOSE_WEIGHTS, show_default=True, metavar='FILE',
+              help="OpenPose body_pose_model.pth (pytorch-openpose's file)")
+@click.option('--ppseg-model', default=None, metavar='DIR',
+              help='PaddleSeg exported model folder (default: PP_HumanSeg/export_model/deeplabv3p_resnet50_os8_humanseg_512x512_100k_with_softmax)')
+@click.option('--recursive', '-r', is_flag=True, help='Also align photos in subfolders')
+@click.option('--keep-background', is_flag=True, help='Keep the photo background instead of white')
+@click.option('--save-mask', is_flag=True, help='Also write NAME_mask.png (the person mask, aligned)')
+@click.option('--save-keypoints', is_flag=True, help='Also write NAME_keypoints.json (COCO-18 keypoints, aligned)')
+@click.option('--skip-existing', is_flag=True, help='Leave photos whose output image already exists')
+@click.option('--max-side', type=click.IntRange(min=256), default=DEFAULT_MAX_SIDE, show_default=True,
+              help='Downscale larger photos to this longest side first')
+@click.option('--device', default='auto', show_default=True,
+              help=cli_common.DEVICE_OPTION_HELP + ' (OpenPose and PaddleSeg; MediaPipe runs on the CPU)')
+@cli_common.user_errors
+def main(image_folder, output_folder, size, pose, segmenter, openpose_weights, ppseg_model, recursive,
+         keep_background, save_mask, save_keypoints, skip_existing, max_side, device):
+    if not os.path.exists(image_folder):
+        raise cli_common.UserError(f'--image-folder {image_folder}: no such folder or file')
+    if os.path.isfile(image_folder) and not image_folder.lower().endswith(IMAGE_SUFFIXES):
+        raise cli_common.UserError(f'--image-folder {image_folder}: not a folder or an image file')
+    device = cli_common.choose_device(device)
+    os.makedirs(output_folder, exist_ok=True)
+    try:
+        backend = make_backend(pose=pose, segmenter=segmenter, device=str(device),
+                               openpose_weights=openpose_weights, ppseg_model=ppseg_model)
+    except BackendUnavailable as err:
+        raise cli_common.UserError(str(err)) from None
+    try:
+        report, found = align_folder(image_folder, output_folder, backend, size=size, recursive=recursive,
+                                     keep_background=keep_background, save_mask=save_mask,
+                                     save_keypoints=save_keypoints, skip_existing=skip_existing, max_side=max_side,
+                                     backend_names={'pose': pose, 'segmenter': segmenter})
+    finally:
+        backend.close()
+    if found == 0:
+        hint = '' if recursive else ' (add --recursive to look in subfolders)'
+        raise cli_common.UserError(f'--image-folder {image_folder}: no images found{hint}')
+    print(report.summary('aligned'))
+    print(f'Output: {output_folder}')
+    if report.failures:
+        raise SystemExit(1)
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter
