@@ -64,14 +64,18 @@ def keypoints_record(aligned, source_name, backend_names):
     }
 
 
+def collect_photos(image_folder, recursive=False):
+    """(photo paths, the folder output names are relative to) for a folder or a single photo."""
+    if os.path.isfile(image_folder):
+        return [image_folder], os.path.dirname(image_folder) or '.'
+    return list_photos(image_folder, recursive=recursive), image_folder
+
+
 def align_folder(image_folder, output_folder, backend, size=(512, 1024), recursive=False, keep_background=False,
                  save_mask=False, save_keypoints=False, skip_existing=False, max_side=DEFAULT_MAX_SIDE,
                  backend_names=None, progress=True):
     """Align every photo under ``image_folder`` (or the one photo it names) into ``output_folder``."""
-    if os.path.isfile(image_folder):
-        paths, root = [image_folder], os.path.dirname(image_folder) or '.'
-    else:
-        paths, root = list_photos(image_folder, recursive=recursive), image_folder
+    paths, root = collect_photos(image_folder, recursive)
     stems = output_stems(paths, root)
     report = BatchReport()
     if skip_existing:
@@ -91,8 +95,7 @@ def align_folder(image_folder, output_folder, backend, size=(512, 1024), recursi
             atomic_write(out + '_keypoints.json', lambda f: f.write(text), mode='w')
         save_image(aligned.image, out + '.png')
 
-    run_batch(paths, root, process, desc='Aligning', report=report, progress=progress)
-    return report, len(stems)
+    return run_batch(paths, root, process, desc='Aligning', report=report, progress=progress)
 
 
 @click.command(cls=cli_common.Command, help=__doc__)
@@ -126,6 +129,9 @@ def main(image_folder, output_folder, size, pose, segmenter, openpose_weights, p
         raise cli_common.UserError(f'--image-folder {image_folder}: no such folder or file')
     if os.path.isfile(image_folder) and not image_folder.lower().endswith(IMAGE_SUFFIXES):
         raise cli_common.UserError(f'--image-folder {image_folder}: not a folder or an image file')
+    if not collect_photos(image_folder, recursive)[0]:
+        hint = '' if recursive else ' (add --recursive to look in subfolders)'
+        raise cli_common.UserError(f'--image-folder {image_folder}: no images found{hint}')
     device = cli_common.choose_device(device)
     os.makedirs(output_folder, exist_ok=True)
     try:
@@ -134,15 +140,12 @@ def main(image_folder, output_folder, size, pose, segmenter, openpose_weights, p
     except BackendUnavailable as err:
         raise cli_common.UserError(str(err)) from None
     try:
-        report, found = align_folder(image_folder, output_folder, backend, size=size, recursive=recursive,
+        report = align_folder(image_folder, output_folder, backend, size=size, recursive=recursive,
                                      keep_background=keep_background, save_mask=save_mask,
                                      save_keypoints=save_keypoints, skip_existing=skip_existing, max_side=max_side,
                                      backend_names={'pose': pose, 'segmenter': segmenter})
     finally:
         backend.close()
-    if found == 0:
-        hint = '' if recursive else ' (add --recursive to look in subfolders)'
-        raise cli_common.UserError(f'--image-folder {image_folder}: no images found{hint}')
     print(report.summary('aligned'))
     print(f'Output: {output_folder}')
     if report.failures:

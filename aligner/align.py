@@ -7,10 +7,12 @@ people, person cut off by the frame).
 
 import dataclasses
 
+import cv2
 import numpy as np
 import scipy.ndimage
 
 from . import crop as crop_rule
+from .composite import on_white
 from .backends import L_ANKLE, L_HIP, L_SHOULDER, NECK, NOSE, R_ANKLE, R_HIP, R_SHOULDER
 
 DEFAULT_SIZE = (512, 1024)
@@ -47,8 +49,7 @@ def align_photo(rgb, backend, size=DEFAULT_SIZE, keep_background=False, margin=c
     if keep_background:
         picture = crop_rule.crop(rgb, box, fill=None)
     else:
-        on_white = rgb * alpha[..., None] + 255.0 * (1 - alpha[..., None])
-        picture = crop_rule.crop(np.round(on_white).astype(np.uint8), box, fill=255)
+        picture = crop_rule.crop(on_white(rgb, alpha), box, fill=255)
     alpha_crop = crop_rule.crop(alpha.astype(np.float32), box, fill=0.0)
     image = crop_rule.resize(picture, size)
     mask = np.round(np.clip(crop_rule.resize(alpha_crop, size), 0, 1) * 255).astype(np.uint8)
@@ -88,8 +89,50 @@ def main_person(people):
     return people[main]
 
 
+# Limbs of the COCO-18 skeleton, used to keep the person apart from touching neighbours.
+SKELETON = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
+            (8, 11), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17))
+LEGS = ((8, 9, 10), (11, 12, 13))
+# How far from its skeleton a person's pixels reach (hair, loose clothes, shoes),
+# as a fraction of the torso length.
+BODY_REACH = 0.6
+
+
 def person_region(mask, keypoints):
-    """The main person's part of the segmentation: the connected region holding most of its keypoints."""
+    """The main person's pixels: the segment holding most of its keypoints, near its skeleton.
+
+    A neighbour touching the person (a hand on a shoulder, a dress at the frame
+    edge) joins the connected region; keeping only pixels within reach of the
+    person's own skeleton leaves it out of the extent and the crop.
+    """
+    region = _connected_region(mask, keypoints)
+    reach = BODY_REACH * torso_length(keypoints)
+    if reach <= 0:
+        return region
+    distance = cv2.distanceTransform(_skeleton_image(keypoints, region), cv2.DIST_L2, 5)
+    return region & (distance <= reach)
+
+
+def _skeleton_image(keypoints, region):
+    """uint8 image: 0 on the skeleton's limbs, 1 elsewhere (what distanceTransform measures from)."""
+    h, w = region.shape
+    canvas = np.ones((h, w), np.uint8)
+    seen = keypoints[:, 2] >= MIN_CONFIDENCE
+    points = np.round(keypoints[:, :2]).astype(np.int64)
+    for a, b in SKELETON:
+        if seen[a] and seen[b]:
+            cv2.line(canvas, tuple(int(v) for v in points[a]), tuple(int(v) for v in points[b]), 0, 1)
+    bottom = int(np.nonzero(region.any(axis=1))[0].max())
+    for leg in LEGS:  # feet hidden (a long dress): the leg goes on down to the bottom of the region
+        found = [i for i in leg if seen[i]]
+        if found and found[-1] != leg[-1]:
+            x, y = (int(v) for v in points[found[-1]])
+            cv2.line(canvas, (x, y), (x, max(y, bottom)), 0, 1)
+    return canvas
+
+
+def _connected_region(mask, keypoints):
+    """The connected part of the thresholded mask that holds most of the keypoints."""
     labels, count = scipy.ndimage.label(mask > MASK_THRESHOLD, structure=np.ones((3, 3)))
     if count == 0:
         raise AlignmentError('person found but the segmentation is empty')

@@ -49,8 +49,11 @@ class Backend:
         if self.pose is self.segmenter and hasattr(self.pose, 'analyse'):
             return self.pose.analyse(rgb)  # one model run gives both
         people = self.pose.find_people(rgb)
-        mask = self.segmenter.person_mask(rgb)
-        return Analysis(people=people, mask=np.asarray(mask, dtype=np.float32))
+        return Analysis(people=people, mask=self.person_mask(rgb))
+
+    def person_mask(self, rgb):
+        """The segmenter's mask alone (HxW float32), e.g. to whiten a background."""
+        return np.asarray(self.segmenter.person_mask(rgb), dtype=np.float32)
 
     def close(self):
         for part in {id(self.pose): self.pose, id(self.segmenter): self.segmenter}.values():
@@ -59,8 +62,8 @@ class Backend:
 
 
 def make_backend(pose='mediapipe', segmenter='mediapipe', device='cpu', openpose_weights=None, ppseg_model=None):
-    """Build the backend pair by name (see POSE_BACKENDS and SEGMENTERS)."""
-    if pose not in POSE_BACKENDS:
+    """Build the backend pair by name (see POSE_BACKENDS and SEGMENTERS); ``pose=None`` for masks only."""
+    if pose is not None and pose not in POSE_BACKENDS:
         raise BackendUnavailable(f'unknown pose backend {pose!r}; choose one of {", ".join(POSE_BACKENDS)}')
     if segmenter not in SEGMENTERS:
         raise BackendUnavailable(f'unknown segmenter {segmenter!r}; choose one of {", ".join(SEGMENTERS)}')
@@ -68,7 +71,7 @@ def make_backend(pose='mediapipe', segmenter='mediapipe', device='cpu', openpose
     if 'mediapipe' in (pose, segmenter):
         from .mediapipe_backend import MediaPipePose
         shared = MediaPipePose()
-    pose_model = shared if pose == 'mediapipe' else _openpose(openpose_weights, device)
+    pose_model = shared if pose == 'mediapipe' else None if pose is None else _openpose(openpose_weights, device)
     seg_model = shared if segmenter == 'mediapipe' else _ppseg(ppseg_model, device)
     return Backend(pose_model, seg_model)
 

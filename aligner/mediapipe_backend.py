@@ -36,8 +36,8 @@ class MediaPipePose:
                 import mediapipe as mp
         except ImportError as err:
             raise BackendUnavailable(
-                f'the default alignment backend needs MediaPipe ({err}): pip install mediapipe==0.10.14') from None
-        warnings.filterwarnings('ignore', message=r'SymbolDatabase\.GetPrototype\(\) is deprecated')
+                f'the default alignment backend needs MediaPipe ({err}): pip install mediapipe==0.10.14 '
+                '(wheels for Python 3.9-3.12), or choose --pose openpose --segmenter ppseg') from None
         with _quiet_native_logs():
             self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
                                                 enable_segmentation=True, min_detection_confidence=min_confidence)
@@ -50,7 +50,8 @@ class MediaPipePose:
 
     def _run(self, rgb):
         """One MediaPipe pass -> (landmarks [33, 4] as x_px, y_px, visibility, presence; mask) or None."""
-        with _quiet_native_logs():
+        with _quiet_native_logs(), warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message=r'SymbolDatabase\.GetPrototype\(\) is deprecated')
             result = self._pose.process(np.ascontiguousarray(rgb))
         if result.pose_landmarks is None:
             return None
@@ -77,7 +78,8 @@ class MediaPipePose:
         return self.analyse(rgb).people
 
     def person_mask(self, rgb):
-        return self.analyse(rgb).mask
+        found = self._run(rgb)
+        return np.zeros(rgb.shape[:2], np.float32) if found is None else found[1]
 
 
 def to_coco18(marks, shape):

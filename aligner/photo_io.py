@@ -47,6 +47,8 @@ def _is_photo_name(name):
 
 def load_photo(path, max_side=DEFAULT_MAX_SIDE):
     """Return the photo at ``path`` as an HxWx3 uint8 RGB array, upright, longest side <= max_side."""
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise PhotoError('empty file (0 bytes)')
     pillow_limit, PIL.Image.MAX_IMAGE_PIXELS = PIL.Image.MAX_IMAGE_PIXELS, MAX_PIXELS // 2
     try:
         with warnings.catch_warnings():

@@ -1,0 +1,86 @@
+"""Put the people in photos onto a white background.
+
+\b
+Examples:
+python bg_white.py --raw_img_dir=./SHHQ-1.0/no_segment/ --raw_seg_dir=./SHHQ-1.0/segments/ \\
+    --outdir=./SHHQ-1.0/bg_white/
+python bg_white.py --raw_img_dir=photos/ --outdir=photos_white/     # masks computed with MediaPipe
+
+With --raw_seg_dir, each photo's mask is the file of the same name there (or
+the same name with another image suffix): greyscale (white = person) or a
+colour parsing map (black = background). Without it the masks are computed.
+Outputs keep the photo's name and size.
+"""
+
+import os
+
+import click
+
+import cli_common
+from aligner import BackendUnavailable, list_photos, load_photo, make_backend
+from aligner.backends import SEGMENTERS
+from aligner.batch import BatchReport, run_batch
+from aligner.composite import UPSTREAM_BLUR, find_mask_file, load_mask, on_white
+from aligner.photo_io import PhotoError
+from dnnlib.atomic import save_image
+
+
+def white_background_folder(raw_img_dir, outdir, seg_dir=None, segmenter=None, recursive=False, blur=UPSTREAM_BLUR,
+                            progress=True):
+    """Composite every photo in ``raw_img_dir`` onto white; masks from ``seg_dir`` or from ``segmenter``."""
+    paths = list_photos(raw_img_dir, recursive=recursive)
+
+    def process(path, name):
+        rgb = load_photo(path, max_side=None)
+        if seg_dir is not None:
+            alpha = load_mask(find_mask_file(seg_dir, name), (rgb.shape[1], rgb.shape[0]))
+        else:
+            alpha = segmenter.person_mask(rgb)
+            if alpha.max() < 0.5:
+                raise PhotoError('no person found')
+        save_image(on_white(rgb, alpha, blur=blur), os.path.join(outdir, name))
+
+    return run_batch(paths, raw_img_dir, process, desc='Whitening', report=BatchReport(), progress=progress), len(paths)
+
+
+@click.command(cls=cli_common.Command, help=__doc__)
+@click.option('--raw_img_dir', '--raw-img-dir', 'raw_img_dir', default='./SHHQ-1.0/no_segment/', show_default=True,
+              metavar='DIR', help='Folder of photos')
+@click.option('--raw_seg_dir', '--raw-seg-dir', 'raw_seg_dir', default=None, metavar='DIR',
+              help='Folder of masks with the photos\' names (default: compute them)')
+@click.option('--outdir', default='./SHHQ-1.0/bg_white/', show_default=True, metavar='DIR',
+              help='Where to save the output images')
+@click.option('--segmenter', type=click.Choice(SEGMENTERS), default='mediapipe', show_default=True,
+              help='How to compute masks when --raw_seg_dir is not given')
+@click.option('--ppseg-model', default=None, metavar='DIR', help='PaddleSeg exported model folder (with --segmenter ppseg)')
+@click.option('--recursive', '-r', is_flag=True, help='Also process photos in subfolders')
+@click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP + ' (PaddleSeg)')
+@cli_common.user_errors
+def main(raw_img_dir, raw_seg_dir, outdir, segmenter, ppseg_model, recursive, device):
+    if not os.path.isdir(raw_img_dir):
+        raise cli_common.UserError(f'--raw_img_dir {raw_img_dir}: no such folder')
+    if raw_seg_dir is not None and not os.path.isdir(raw_seg_dir):
+        raise cli_common.UserError(f'--raw_seg_dir {raw_seg_dir}: no such folder')
+    model = None
+    if raw_seg_dir is None:
+        try:
+            model = make_backend(pose=None, segmenter=segmenter, device=str(cli_common.choose_device(device)),
+                                 ppseg_model=ppseg_model)
+        except BackendUnavailable as err:
+            raise cli_common.UserError(str(err)) from None
+    os.makedirs(outdir, exist_ok=True)
+    try:
+        report, found = white_background_folder(raw_img_dir, outdir, seg_dir=raw_seg_dir,
+                                                segmenter=model, recursive=recursive)
+    finally:
+        if model is not None:
+            model.close()
+    if found == 0:
+        raise cli_common.UserError(f'--raw_img_dir {raw_img_dir}: no images found')
+    print(report.summary('whitened'))
+    if report.failures:
+        raise SystemExit(1)
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter
