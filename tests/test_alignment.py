@@ -276,12 +276,13 @@ def test_cli_size_skip_existing_and_no_subfolders(fixtures_dir, tmp_path):
     (['--image-folder', 'no/such/folder'], 'no such folder'),
     (['--image-folder', '{empty}'], 'no images found'),
     (['--image-folder', '{empty}', '--size', '500x600'], 'not a 1:2 size'),
-    (['--image-folder', '{empty}', '--pose', 'openpose', '--openpose-weights', 'missing.pth'], 'missing.pth'),
+    (['--image-folder', '{one}', '--pose', 'openpose', '--openpose-weights', 'missing.pth'], 'missing.pth'),
 ])
 def test_cli_user_errors_are_one_line(tmp_path, args, message):
     import alignment
-    (tmp_path / 'empty').mkdir()
-    args = [a.replace('{empty}', str(tmp_path / 'empty')) for a in args]
+    (tmp_path / 'empty').mkdir(), (tmp_path / 'one').mkdir()
+    PIL.Image.new('RGB', (20, 40)).save(tmp_path / 'one' / 'photo.png')
+    args = [a.replace('{empty}', str(tmp_path / 'empty')).replace('{one}', str(tmp_path / 'one')) for a in args]
     result = CliRunner().invoke(alignment.main, args + ['--output-folder', str(tmp_path / 'out')])
     assert result.exit_code != 0
     assert message in result.output
@@ -295,3 +296,33 @@ def test_parse_size():
     assert alignment.parse_size('512') == (256, 512)
     with pytest.raises(ValueError):
         alignment.parse_size('512x512')
+
+
+def test_openpose_keypoints_with_mediapipe_mask(fixtures_dir, backend, monkeypatch):
+    """--pose openpose: OpenPose's people (missing parts at -1) drive the crop; the best-scored one is kept."""
+    import openpose
+    from aligner.backends import Backend
+    from aligner.openpose_backend import OpenPoseEstimator
+    rgb = _photo(fixtures_dir, 'p_center')
+    seen = main_person(backend.analyse(rgb).people)
+    as_openpose = seen.copy()
+    as_openpose[[14, 15, 16, 17]] = (-1, -1, 0)                      # eyes and ears not found
+    fragment = np.full((18, 3), -1.0)
+    fragment[:, 2] = 0
+    fragment[[3, 4]] = [(5, 400, 0.8), (8, 500, 0.7)]               # a neighbour's arm: kept out by the torso rule
+    people = [openpose.Person(fragment, score=3.0, num_parts=2), openpose.Person(as_openpose, score=20.0, num_parts=14)]
+
+    class FakeBody:
+        def __init__(self, weights_path, device='cpu'):
+            self.weights_path = weights_path
+
+        def __call__(self, image):
+            return people
+
+    monkeypatch.setattr(openpose, 'Body', FakeBody)
+    estimator = OpenPoseEstimator('body_pose_model.pth')
+    found = estimator.find_people(rgb)
+    assert np.allclose(found[0], np.where(as_openpose[:, 2:] > 0, as_openpose, 0))
+    assert (found[0][14:] == 0).all() and (found[1][0] == 0).all()
+    aligned = align_photo(rgb, Backend(estimator, backend.segmenter))
+    _check_aligned(aligned)
