@@ -89,7 +89,7 @@ def main(photo_path, repeats):
     if not os.path.isfile(photo_path):
         raise click.ClickException(f'--photo {photo_path}: not found (pass a photo of one person on white)')
     backend = make_backend()
-    print(f'torch threads n/a (MediaPipe/OpenCV on the CPU), {os.cpu_count()} CPU(s); {repeats} repeats per size')
+    print(f'MediaPipe and OpenCV on the CPU, {os.cpu_count()} core(s); {repeats} repeats per size')
     print(f'{"size":>6} {"pixels":>12} {"img/s":>7} {"load ms":>8} {"model ms":>9} {"crop ms":>8} {"save ms":>8}')
     with tempfile.TemporaryDirectory() as workdir:
         for label, size in SIZES.items():
