@@ -50,8 +50,7 @@ class MediaPipePose:
 
     def _run(self, rgb):
         """One MediaPipe pass -> (landmarks [33, 4] as x_px, y_px, visibility, presence; mask) or None."""
-        with _quiet_native_logs(), warnings.catch_warnings():
-            warnings.filterwarnings('ignore', message=r'SymbolDatabase\.GetPrototype\(\) is deprecated')
+        with quiet_mediapipe():
             result = self._pose.process(np.ascontiguousarray(rgb))
         if result.pose_landmarks is None:
             return None
@@ -116,6 +115,14 @@ def _paint_out(rgb, mask):
     out = rgb.copy()
     out[person] = 255
     return out
+
+
+@contextlib.contextmanager
+def quiet_mediapipe():
+    """Around MediaPipe calls: no native log lines, no protobuf deprecation warning."""
+    with _quiet_native_logs(), warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'SymbolDatabase\.GetPrototype\(\) is deprecated')
+        yield
 
 
 def _flush_c_stdio():

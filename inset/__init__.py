@@ -1,0 +1,1 @@
+"""InsetGAN: a face generator's face fitted onto a body generator's person (see insetgan.py)."""
