@@ -1,0 +1,75 @@
+"""Weight files of the perceptual and encoder networks, by name: where they come from, where they live.
+
+Nothing is downloaded unless asked: ``resolve(name_or_path)`` returns a local
+file (a path, or a name already in the download cache) and otherwise raises
+:class:`WeightsMissing` saying which file and how to get it. Download by name::
+
+    python -m pti.weight_files                 # the table
+    python -m pti.weight_files download lpips_alex_lin
+"""
+
+import dataclasses
+import os
+import sys
+
+from dnnlib import util
+
+
+class WeightsMissing(FileNotFoundError):
+    """A weight file is not here; the message says which, from where, and how to fetch it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightFile:
+    name: str
+    url: str
+    what: str
+
+
+_LPIPS_BASE = 'https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1'
+FILES = {f.name: f for f in [
+    WeightFile('vgg16_nvidia', 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt',
+               "NVIDIA's VGG16 feature network (TorchScript), used by the W projection"),
+    WeightFile('lpips_alex_lin', f'{_LPIPS_BASE}/alex.pth', 'LPIPS v0.1 linear layers for AlexNet'),
+    WeightFile('lpips_vgg_lin', f'{_LPIPS_BASE}/vgg.pth', 'LPIPS v0.1 linear layers for VGG16'),
+    WeightFile('alexnet_torchvision', 'https://download.pytorch.org/models/alexnet-owt-7be5be79.pth',
+               "torchvision's ImageNet AlexNet (LPIPS 'alex' backbone)"),
+    WeightFile('vgg16_torchvision', 'https://download.pytorch.org/models/vgg16-397923af.pth',
+               "torchvision's ImageNet VGG16 (LPIPS 'vgg' backbone)"),
+]}
+
+
+def resolve(name_or_path, option=None, download=False):
+    """A local file for a path or a known name; WeightsMissing (one line) when it is not here."""
+    if os.path.isfile(name_or_path):
+        return name_or_path
+    entry = FILES.get(name_or_path)
+    if entry is None:
+        known = ', '.join(FILES)
+        raise WeightsMissing(f'{name_or_path}: no such file, and not a known weight name ({known})')
+    if download:
+        return util.open_url(entry.url, return_filename=True)
+    cached = util.find_cached(entry.url)
+    if cached is None:
+        how = f' or pass a file with {option}' if option else ''
+        raise WeightsMissing(f'{entry.what} ({entry.name}) is not downloaded: run '
+                             f'"python -m pti.weight_files download {entry.name}" (from {entry.url}){how}')
+    return cached
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[0] == 'download':
+        for name in argv[1:]:
+            if name not in FILES:
+                print(f'Error: unknown name {name!r}; known: {", ".join(FILES)}', file=sys.stderr)
+                return 1
+            print(util.open_url(FILES[name].url, return_filename=True))
+        return 0
+    for entry in FILES.values():
+        state = 'cached' if util.find_cached(entry.url) else 'not downloaded'
+        print(f'{entry.name:22s} {state:15s} {entry.what}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
