@@ -170,8 +170,19 @@ def joint_optimize(face_G, body_G, face_w, body_w, box, perceptual=None, cfg=Non
     body_opt = torch.optim.Adam(body.parameters(), betas=(0.9, 0.999), lr=cfg.body_lr)
     history = []
 
-    def render():
-        body_image, face_image = body.image(), face.image()
+    fixed = {}   # the image of the generator not being optimised this step: it only changes after its own steps
+
+    def image_of(latent, training):
+        if training:
+            fixed.pop(id(latent), None)
+            return latent.image()
+        if id(latent) not in fixed:
+            with torch.no_grad():
+                fixed[id(latent)] = latent.image()
+        return fixed[id(latent)]
+
+    def render(training):
+        body_image, face_image = image_of(body, training is body), image_of(face, training is face)
         return body_image, face_image, fit_to_box(face_image, box), box_region(body_image, box)
 
     def record(stage, step, body_image, face_in_box, body_face):
@@ -186,7 +197,7 @@ def joint_optimize(face_G, body_G, face_w, body_w, box, perceptual=None, cfg=Non
 
     def face_step(lr, weights):
         nonlocal box
-        body_image, face_image, face_in_box, body_face = render()
+        body_image, face_image, face_in_box, body_face = render(training=face)
         loss = (losses.face(face_image, ref_face, face_rect, 5000, 1.75)
                 + losses.coarse(face_in_box, body_face, *weights['coarse'])
                 + losses.border(face_in_box, body_face, *weights['border']))
@@ -200,7 +211,7 @@ def joint_optimize(face_G, body_G, face_w, body_w, box, perceptual=None, cfg=Non
                 found = relocate(body.image())
             if found is not None:
                 box = _recentre(box, found, body_G)
-        body_image, _, face_in_box, body_face = render()
+        body_image, _, face_in_box, body_face = render(training=body)
         loss = (losses.coarse(face_in_box, body_face, 500, 0.05)
                 + losses.border(face_in_box, body_face, 2500, 0)
                 + losses.body(body_image, ref_body, box, 9000, 0.1)

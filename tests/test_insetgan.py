@@ -164,3 +164,12 @@ def test_cli_errors_are_one_line(nets, tmp_path, extra, message):
     assert result.exit_code == 1
     assert message in result.output and 'Traceback' not in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_cli_without_lpips_weights_says_what_to_do(nets, tmp_path, monkeypatch):
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'empty_cache'))
+    args = [a for a in _net_args() if a not in ('--lpips', 'none')]
+    result = _run(args + ['--face-box', '4,2,28,26', '--outdir', str(tmp_path / 'out')])
+    assert result.exit_code == 1
+    assert 'python -m pti.weight_files download lpips_alex_lin' in result.output and '--lpips none' in result.output
+    assert not (tmp_path / 'out').exists()

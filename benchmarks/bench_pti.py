@@ -1,0 +1,82 @@
+"""PTI speed: projection and pivotal-tuning steps per second, and peak memory.
+
+\b
+python benchmarks/bench_pti.py                  # StyleGAN2 512x256, published config, random weights
+python benchmarks/bench_pti.py --resolution 1024 --steps 3
+
+Random weights in the published shapes (generator, LPIPS-AlexNet, NVIDIA's
+VGG16): speed does not depend on the values. Each phase runs one warm-up step
+(not timed) and then ``--steps`` timed steps through the same functions
+run_pti.py uses.
+"""
+
+import pathlib
+import resource
+import sys
+import time
+
+import click
+import numpy as np
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pti.lpips_net import LPIPS  # noqa: E402
+from pti.projector import ProjectionConfig, project_w  # noqa: E402
+from pti.tuning import TuningConfig, tune_generator  # noqa: E402
+from pti.vgg16_nvidia import VGG16Features  # noqa: E402
+from training import networks_stylegan2  # noqa: E402
+
+
+def published_generator(resolution):
+    return networks_stylegan2.Generator(
+        z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3, square=False,
+        mapping_kwargs=dict(num_layers=8),
+        synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)).eval()
+
+
+def timed(fn, steps):
+    fn(1)                                   # warm-up (allocations, first-call costs)
+    start = time.perf_counter()
+    fn(steps)
+    return steps / (time.perf_counter() - start)
+
+
+@click.command()
+@click.option('--resolution', type=click.Choice(['512', '1024']), default='512', show_default=True)
+@click.option('--steps', type=click.IntRange(min=1), default=5, show_default=True)
+@click.option('--threads', type=int, default=None, help='torch threads (default: all cores)')
+def main(resolution, steps, threads):
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    G = published_generator(int(resolution))
+    vgg = VGG16Features().eval().requires_grad_(False)
+    lpips = LPIPS('alex').eval().requires_grad_(False)
+    target = torch.rand(1, 3, G.img_resolution, G.img_resolution // 2) * 2 - 1
+    features = lambda images: vgg(images, return_lpips=True)  # noqa: E731
+    with torch.no_grad():
+        pivot = G.mapping(torch.randn(1, G.z_dim), None)
+
+    def project(n):
+        project_w(G, target, features, ProjectionConfig(steps=n, w_avg_samples=600))
+
+    def tune(n):
+        tune_generator(G, [pivot], [target], lpips, TuningConfig(steps=n, lpips_threshold=-1, check_every=n))
+
+    size = f'{G.img_resolution}x{G.img_resolution // 2}'
+    print(f'StyleGAN2 {size}, {torch.get_num_threads()} threads, {steps} timed steps per phase')
+    project_rate = timed(project, steps)
+    print(f'W projection (VGG16 loss):      {project_rate:.3f} steps/s  ({1 / project_rate:.2f} s/step)')
+    tune_rate = timed(tune, steps)
+    print(f'pivotal tuning (L2 + LPIPS):    {tune_rate:.3f} steps/s  ({1 / tune_rate:.2f} s/step)')
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f'peak RSS: {peak:.0f} MB')
+    defaults = ProjectionConfig().steps / project_rate + TuningConfig().steps / tune_rate
+    print(f'one photo at the defaults (450 + up to 350 steps): about {defaults / 60:.0f} min')
+    return np.array([project_rate, tune_rate])
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter
