@@ -146,10 +146,7 @@ def main(image_folder, output_folder, size, pose, segmenter, openpose_weights, p
                                      backend_names={'pose': pose, 'segmenter': segmenter})
     finally:
         backend.close()
-    print(report.summary('aligned'))
-    print(f'Output: {output_folder}')
-    if report.failures:
-        raise SystemExit(1)
+    report.finish('aligned', output_folder)
 
 
 if __name__ == '__main__':

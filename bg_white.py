@@ -77,9 +77,7 @@ def main(raw_img_dir, raw_seg_dir, outdir, segmenter, ppseg_model, recursive, de
             model.close()
     if found == 0:
         raise cli_common.UserError(f'--raw_img_dir {raw_img_dir}: no images found')
-    print(report.summary('whitened'))
-    if report.failures:
-        raise SystemExit(1)
+    report.finish('whitened', outdir)
 
 
 if __name__ == '__main__':

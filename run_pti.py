@@ -257,10 +257,7 @@ def main(network_pkl, input_path, outdir, run_name, inversion, e4e_path, vgg16_w
     checkpoints = os.path.join(outdir, 'checkpoints')
     report = BatchReport()
     (invert_together if multi_id else invert_each)(inverter, items, report, checkpoints)
-    print(report.summary('inverted'))
-    print(f'Output: {outdir}')
-    if report.failures:
-        raise SystemExit(1)
+    report.finish('inverted', outdir)
 
 
 if __name__ == '__main__':

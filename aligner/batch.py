@@ -23,6 +23,14 @@ class BatchReport:
     def total(self):
         return self.done + len(self.failures)
 
+    def finish(self, verb, output=None):
+        """Print the summary (and where the results are); exit with status 1 if anything failed."""
+        print(self.summary(verb))
+        if output:
+            print(f'Output: {output}')
+        if self.failures:
+            raise SystemExit(1)
+
     def summary(self, verb='aligned'):
         lines = [f'{verb} {self.done} of {self.total} image(s)'
                  + (f'; {len(self.failures)} failed:' if self.failures else '')]

@@ -18,11 +18,11 @@ the defaults; the ``*_scale`` options multiply them.
 
 import dataclasses
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from aligner.face import FaceBox
+from pti.projector import lr_ramp
 
 
 @dataclasses.dataclass
@@ -44,10 +44,7 @@ class InsetConfig:
 
 
 def ramped_lr(base, step, steps, cfg):
-    t = step / max(steps, 1)
-    ramp = min(1.0, (1.0 - t) / cfg.lr_rampdown_length)
-    ramp = 0.5 - 0.5 * np.cos(ramp * np.pi)
-    return base * ramp * min(1.0, t / cfg.lr_rampup_length)
+    return base * lr_ramp(step / max(steps, 1), cfg.lr_rampup_length, cfg.lr_rampdown_length)
 
 
 def fit_to_box(face, box):

@@ -44,13 +44,16 @@ def w_statistics(G, num_samples, seed, device):
     return w_avg.float(), w_std
 
 
-def learning_rate(step, cfg):
-    """NVIDIA's schedule: linear ramp up over the first 5%, cosine ramp down over the last 25%."""
-    t = step / cfg.steps
-    ramp = min(1.0, (1.0 - t) / cfg.lr_rampdown_length)
+def lr_ramp(t, rampup_length, rampdown_length):
+    """NVIDIA's learning-rate factor at progress ``t`` in [0, 1]: linear ramp up, cosine ramp down."""
+    ramp = min(1.0, (1.0 - t) / rampdown_length)
     ramp = 0.5 - 0.5 * np.cos(ramp * np.pi)
-    ramp *= min(1.0, t / cfg.lr_rampup_length)
-    return cfg.learning_rate * ramp
+    return ramp * min(1.0, t / rampup_length)
+
+
+def learning_rate(step, cfg):
+    """The projection's rate at ``step``: up over the first 5%, down over the last 25%."""
+    return cfg.learning_rate * lr_ramp(step / cfg.steps, cfg.lr_rampup_length, cfg.lr_rampdown_length)
 
 
 def perceptual_input(images):
