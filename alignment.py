@@ -17,10 +17,9 @@ import os
 import re
 
 import click
-import numpy as np
 
 import cli_common
-from aligner import AlignmentError, BackendUnavailable, align_photo, list_photos, load_photo, make_backend
+from aligner import BackendUnavailable, align_photo, list_photos, load_photo, make_backend
 from aligner import COCO18_NAMES
 from aligner.backends import DEFAULT_OPENPOSE_WEIGHTS, POSE_BACKENDS, SEGMENTERS
 from aligner.batch import BatchReport, output_stems, run_batch
