@@ -1,0 +1,61 @@
+"""The S space: the per-layer style vectors (affine outputs) of a synthesis network.
+
+Works on our StyleGAN2 and StyleGAN3 networks of any size: every synthesis
+layer (and StyleGAN2's toRGB layers) turns its w into a style vector with its
+``affine`` layer; those vectors, in forward order, are the S space. Editing
+replaces or shifts them while the network runs (forward hooks), so decoding
+with unchanged styles is exactly normal synthesis.
+"""
+
+import contextlib
+
+import torch
+
+
+def style_layers(G):
+    """[(name, affine module)] of the synthesis network in the order they run (StyleGAN3's input transform left out)."""
+    synthesis = getattr(G, 'synthesis', G)
+    layers = []
+    for name, module in synthesis.named_modules():
+        if name.endswith('.affine') and not name.startswith('input.'):
+            layers.append((name[:-len('.affine')], module))
+    order = {name: i for i, name in enumerate(getattr(synthesis, 'layer_names', []))}
+    if order:   # StyleGAN3 keeps its layers in a list of names
+        layers.sort(key=lambda item: order.get(item[0], -1))
+    return layers
+
+
+@contextlib.contextmanager
+def _hooks(G, fn):
+    handles = [module.register_forward_hook(lambda mod, args, out, name=name: fn(name, out))
+               for name, module in style_layers(G)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def capture_styles(G, ws, **synthesis_kwargs):
+    """Run the synthesis and return ({layer name: styles [N, C]}, images)."""
+    styles = {}
+
+    def keep(name, out):
+        styles[name] = out.detach().clone()
+    with _hooks(G, keep):
+        images = G.synthesis(ws, **synthesis_kwargs)
+    return styles, images
+
+
+def synthesize_with_styles(G, ws, changes, **synthesis_kwargs):
+    """Synthesis with some style vectors changed.
+
+    changes: {layer name: callable(styles) -> new styles, or a tensor added to them}.
+    """
+    def change(name, out):
+        if name not in changes:
+            return None
+        edit = changes[name]
+        return edit(out) if callable(edit) else out + edit.to(out.dtype)
+    with _hooks(G, change):
+        return G.synthesis(ws, **synthesis_kwargs)
