@@ -59,3 +59,22 @@ def synthesize_with_styles(G, ws, changes, **synthesis_kwargs):
         return edit(out) if callable(edit) else out + edit.to(out.dtype)
     with _hooks(G, change):
         return G.synthesis(ws, **synthesis_kwargs)
+
+
+def channel_statistics(styles_positive, styles_negative):
+    """StyleSpace's attribute-specific channels: {layer: |mean difference| / std over all samples} per channel.
+
+    styles_*: {layer name: [N, C]} from :func:`capture_styles` on samples with and without the attribute.
+    """
+    scores = {}
+    for name in styles_positive:
+        pos, neg = styles_positive[name].double(), styles_negative[name].double()
+        spread = torch.cat([pos, neg]).std(dim=0) + 1e-8
+        scores[name] = ((pos.mean(dim=0) - neg.mean(dim=0)).abs() / spread).float()
+    return scores
+
+
+def top_channels(scores, count=5):
+    """The ``count`` highest-scoring (layer, channel, score) over all layers, best first."""
+    flat = [(name, int(c), float(v)) for name, values in scores.items() for c, v in enumerate(values)]
+    return sorted(flat, key=lambda item: -item[2])[:count]

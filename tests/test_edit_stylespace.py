@@ -52,3 +52,33 @@ def test_sefa_matches_an_independent_eigen_decomposition():
     assert np.allclose(np.linalg.norm(directions, axis=1), 1, atol=1e-6)
     with pytest.raises(ValueError, match='style layers 0-13'):
         sefa_directions(G, [14])
+
+
+def test_interfacegan_boundary_recovers_a_linear_attribute():
+    from edit.interfacegan import train_boundary
+    G = _load('sg2_rect64')
+    rng = np.random.RandomState(0)
+    with torch.no_grad():
+        w = G.mapping(torch.from_numpy(rng.randn(5000, G.z_dim)).float(), None)[:, 0].numpy()
+    truth = rng.randn(G.w_dim)
+    truth /= np.linalg.norm(truth)
+    scores = (w - w.mean(axis=0)) @ truth
+    from_scores = train_boundary(w, scores, chosen_ratio=0.5)
+    from_labels = train_boundary(w, (scores > np.median(scores)).astype(int))
+    assert float(np.dot(from_scores, truth)) > 0.95
+    assert float(np.dot(from_labels, truth)) > 0.95
+    with pytest.raises(ValueError, match='one class'):
+        train_boundary(w[:10], np.ones(10))
+
+
+def test_stylespace_statistics_find_the_changed_channel():
+    from edit.stylespace import channel_statistics, top_channels
+    G = _load('sg2_rect64')
+    ws = G.mapping(torch.from_numpy(np.random.RandomState(1).randn(64, G.z_dim)).float(), None)
+    with torch.no_grad():
+        base, _ = capture_styles(G, ws, **KW)
+    name = style_layers(G)[4][0]
+    positive = {k: v.clone() for k, v in base.items()}
+    positive[name][:, 7] += 2 * base[name][:, 7].std()               # the "attribute" moves one channel
+    best = top_channels(channel_statistics(positive, base), count=1)[0]
+    assert best[:2] == (name, 7)
