@@ -1,0 +1,23 @@
+"""Upstream's per-attribute editing defaults, as data (StyleGAN-Human's edit/edit_config.py).
+
+interface_gan: [strength]                   negative = shorter, positive = longer
+stylespace:    [S-space layer, strength, channel threshold]
+sefa:          [[w+ layers], strength]
+"""
+
+attr_dict = dict(
+    interface_gan={
+        'upper_length': [-1],
+        'bottom_length': [1],
+    },
+    stylespace={
+        'upper_length': [5, -5, 0.0028],
+        'bottom_length': [3, 5, 0.003],
+    },
+    sefa={
+        'upper_length': [[4, 5, 6, 7], 5],
+        'bottom_length': [[4, 5, 6, 7], 5],
+    },
+)
+
+KNOWN_ATTRIBUTES = tuple(sorted(attr_dict['interface_gan']))
