@@ -53,6 +53,8 @@ def read_stylespace_vectors(folder):
 
 def read_stylespace_statistics(csv_path):
     """(channels [K], strengths [K]) of one layer, sorted by channel as upstream does."""
+    if not os.path.isfile(csv_path):
+        raise DirectionFileError(f'{csv_path}: no such StyleSpace statistics file')
     try:
         with open(csv_path, newline='') as f:
             rows = [(int(r['channel']), float(r['strength'])) for r in csv.DictReader(f)]

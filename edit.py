@@ -1,0 +1,149 @@
+"""Edit generated or inverted people with InterfaceGAN, StyleSpace and SeFa directions.
+
+\b
+Examples:
+python edit.py --network pretrained_models/stylegan_human_v2_1024.pkl --attr_name upper_length \\
+    --seeds 61531,61570,61571,61610 --outdir outputs/edit_results
+python edit.py --network outputs/pti/checkpoints/model_test_test.pkl --attr_name upper_length \\
+    --outdir outputs/edit_results --real True --real_w_path outputs/pti/embeddings/test/PTI/test/0.pt \\
+    --real_img_path aligned_image/test.png
+
+Directions: upstream's published files (fetched once by attribute name into the
+download cache when --directions does not hold them), or your own in the same
+layout. Each seed gives a strip: [photo |] original | one image per method;
+--gen_video True adds an MP4 sweeping the strength from 0 to full.
+The edits run directly on this project's networks (StyleGAN2 or 3), in their own S space.
+"""
+
+import contextlib
+import os
+
+import click
+import numpy as np
+import torch
+
+import cli_common
+import legacy
+from dnnlib.atomic import save_image
+from edit.directions import DirectionFileError
+from edit.edit_config import KNOWN_ATTRIBUTES
+from edit.methods import METHODS, Editor
+from edit.published import direction_root
+from generate import seed_to_z, to_uint8
+from video_io import FrameWriter
+
+SWEEP_FRAMES = 90      # upstream's video length
+
+
+def parse_bool(value):
+    text = str(value).strip().lower()
+    if text in ('1', 'true', 'yes', 'y', 'on'):
+        return True
+    if text in ('0', 'false', 'no', 'n', 'off', ''):
+        return False
+    raise click.BadParameter(f'{value!r} is not true or false')
+
+
+def start_codes(G, seeds, truncation_psi, real_w_path, device):
+    """[(label, w+ [1, num_ws, w_dim])] from seeds (truncated) or from a PTI pivot (used as is)."""
+    if real_w_path:
+        w = torch.load(real_w_path, map_location='cpu', weights_only=True)
+        if not isinstance(w, torch.Tensor) or tuple(w.shape[1:]) != (G.num_ws, G.w_dim):
+            shape = list(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            raise cli_common.UserError(f'--real_w_path {real_w_path}: latent of shape {shape}; this network '
+                                       f'takes [1, {G.num_ws}, {G.w_dim}]')
+        return [('real', w[:1].to(device, torch.float32))]
+    codes = []
+    for seed in seeds:
+        z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device, torch.float32)
+        with torch.no_grad():
+            codes.append((f'{seed:05d}', G.mapping(z, torch.zeros([1, G.c_dim], device=device),
+                                                     truncation_psi=truncation_psi)))
+    return codes
+
+
+def load_photo_tensor(path, G):
+    from pti.images import load_target, network_size
+    try:
+        target, _ = load_target(path, network_size(G))
+    except ValueError as err:
+        raise cli_common.UserError(f'--real_img_path {path}: {err}') from None
+    return target
+
+
+@click.command(cls=cli_common.Command, help=__doc__)
+@click.option('--network', 'network_pkl', required=True, help='Network pickle path, URL or zoo name')
+@click.option('--attr_name', '--attr-name', 'attr_name', required=True,
+              help=f'Attribute: {", ".join(KNOWN_ATTRIBUTES)}')
+@click.option('--trunc', 'truncation_psi', type=float, default=0.8, show_default=True, help='Truncation psi (seeds)')
+@click.option('--gen_video', '--gen-video', 'gen_video', default='True', show_default=True,
+              help='Also write an MP4 of the strength sweep (True/False)')
+@click.option('--combine', default='True', show_default=True, help='One video with all methods side by side (True/False)')
+@click.option('--seeds', type=cli_common.SEEDS, default='61531,61570,61571,61610', show_default=True)
+@click.option('--outdir', default='outputs/editing', show_default=True, metavar='DIR')
+@click.option('--real', default='False', show_default=True, help='Edit an inverted photo (True/False)')
+@click.option('--real_w_path', '--real-w-path', 'real_w_path', default=None, help='The pivot 0.pt from run_pti.py')
+@click.option('--real_img_path', '--real-img-path', 'real_img_path', default=None,
+              help='The photo, shown first in the strip')
+@click.option('--method', type=click.Choice(METHODS + ('all',)), default='all', show_default=True)
+@click.option('--strength', type=float, default=None, help="Override the attribute's strength (all methods)")
+@click.option('--layers', type=cli_common.SEEDS, default=None,
+              help='Override the layers: the w+ layers for SeFa; with --method stylespace, its S layer (first value)')
+@click.option('--directions', 'directions_dir', default='latent_direction', show_default=True, metavar='DIR',
+              help="Folder in upstream's latent_direction layout (fetched when it lacks the attribute)")
+@click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP)
+@cli_common.user_errors
+def main(network_pkl, attr_name, truncation_psi, gen_video, combine, seeds, outdir, real, real_w_path, real_img_path,
+         method, strength, layers, directions_dir, device):
+    try:
+        gen_video, combine, real = parse_bool(gen_video), parse_bool(combine), parse_bool(real)
+    except click.BadParameter as err:
+        raise cli_common.UserError(str(err)) from None
+    if attr_name not in KNOWN_ATTRIBUTES:
+        raise cli_common.UserError(f'--attr_name {attr_name}: unknown; known attributes: {", ".join(KNOWN_ATTRIBUTES)}')
+    if real and not real_w_path:
+        raise cli_common.UserError('--real True needs --real_w_path (the pivot 0.pt written by run_pti.py)')
+    device = cli_common.choose_device(device)
+    G = legacy.load_network(network_pkl)['G_ema'].eval().requires_grad_(False).to(device).float()
+    methods = METHODS if method == 'all' else (method,)
+    try:
+        editor = Editor(G, attr_name, direction_root(attr_name, directions_dir), methods, strength, layers)
+    except DirectionFileError as err:
+        raise cli_common.UserError(str(err)) from None
+    photo = load_photo_tensor(real_img_path, G).to(device) if real and real_img_path else None
+
+    os.makedirs(outdir, exist_ok=True)
+    strips = []
+    for label, ws in start_codes(G, seeds, truncation_psi, real_w_path if real else None, device):
+        def frame(fraction):
+            with torch.no_grad():
+                original = G.synthesis(ws, noise_mode='const', force_fp32=True)
+            panels = ([photo] if photo is not None else []) + [original]
+            panels += [editor.image(ws, m, fraction) for m in methods]
+            return [to_uint8(p)[0].cpu().numpy() for p in panels]
+        strip = np.concatenate(frame(1.0), axis=1)
+        save_image(strip, os.path.join(outdir, f'{attr_name}_{label}.png'))
+        strips.append(strip)
+        if gen_video:
+            write_sweep(outdir, attr_name, label, methods, frame, combine, with_photo=photo is not None)
+    save_image(np.concatenate(strips, axis=0), os.path.join(outdir, 'final.png'))
+    print(f'Wrote {len(strips)} strip(s) to {outdir}')
+
+
+def write_sweep(outdir, attr_name, label, methods, frame, combine, with_photo):
+    """MP4 of the strength going from 0 to full: all panels side by side, or one video per method."""
+    first = 2 if with_photo else 1
+    names = [f'{attr_name}_{label}.mp4'] if combine else [f'{m}_{attr_name}_{label}.mp4' for m in methods]
+    os.makedirs(os.path.join(outdir, 'video'), exist_ok=True)
+    with contextlib.ExitStack() as stack:   # every video is written whole, or not at all
+        writers = [stack.enter_context(FrameWriter(os.path.join(outdir, 'video', n), fps=30)) for n in names]
+        for i in range(SWEEP_FRAMES):
+            panels = frame(i / SWEEP_FRAMES)
+            if combine:
+                writers[0].append(np.concatenate(panels, axis=1))
+            else:
+                for writer, panel in zip(writers, panels[first:]):
+                    writer.append(panel)
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter
