@@ -26,7 +26,7 @@ import cli_common
 import legacy
 from dnnlib.atomic import save_image
 from edit.directions import DirectionFileError
-from edit.edit_config import KNOWN_ATTRIBUTES
+from edit.edit_config import KNOWN_ATTRIBUTES, load_config
 from edit.methods import METHODS, Editor
 from edit.published import direction_root
 from generate import seed_to_z, to_uint8
@@ -99,15 +99,19 @@ def main(network_pkl, attr_name, truncation_psi, gen_video, combine, seeds, outd
         gen_video, combine, real = parse_bool(gen_video), parse_bool(combine), parse_bool(real)
     except click.BadParameter as err:
         raise cli_common.UserError(str(err)) from None
-    if attr_name not in KNOWN_ATTRIBUTES:
-        raise cli_common.UserError(f'--attr_name {attr_name}: unknown; known attributes: {", ".join(KNOWN_ATTRIBUTES)}')
+    config, known = load_config(directions_dir)
+    if attr_name not in known:
+        raise cli_common.UserError(f'--attr_name {attr_name}: unknown; known attributes: {", ".join(known)}')
     if real and not real_w_path:
         raise cli_common.UserError('--real True needs --real_w_path (the pivot 0.pt written by run_pti.py)')
     device = cli_common.choose_device(device)
     G = legacy.load_network(network_pkl)['G_ema'].eval().requires_grad_(False).to(device).float()
     methods = METHODS if method == 'all' else (method,)
+    if method == 'all':   # an attribute of your own may have directions for some methods only
+        methods = tuple(m for m in METHODS if attr_name in config[{'interfacegan': 'interface_gan'}.get(m, m)])
     try:
-        editor = Editor(G, attr_name, direction_root(attr_name, directions_dir), methods, strength, layers)
+        root = directions_dir if attr_name not in KNOWN_ATTRIBUTES else direction_root(attr_name, directions_dir)
+        editor = Editor(G, attr_name, root, methods, strength, layers, config=config)
     except DirectionFileError as err:
         raise cli_common.UserError(str(err)) from None
     photo = load_photo_tensor(real_img_path, G).to(device) if real and real_img_path else None

@@ -21,3 +21,18 @@ attr_dict = dict(
 )
 
 KNOWN_ATTRIBUTES = tuple(sorted(attr_dict['interface_gan']))
+
+
+def load_config(directions_dir=None):
+    """(attr_dict merged with DIRECTIONS_DIR/edit_config.json, the known attribute names)."""
+    import copy
+    import json
+    import os
+    merged = copy.deepcopy(attr_dict)
+    path = os.path.join(directions_dir, 'edit_config.json') if directions_dir else None
+    if path and os.path.isfile(path):
+        with open(path) as f:
+            for method, entries in json.load(f).items():
+                merged.setdefault(method, {}).update(entries)
+    names = sorted({name for entries in merged.values() for name in entries})
+    return merged, tuple(names)

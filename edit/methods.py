@@ -13,15 +13,21 @@ import numpy as np
 import torch
 
 from . import directions
-from .edit_config import attr_dict
+from .edit_config import attr_dict as upstream_config
 from .stylespace import synthesize_with_styles
 
 METHODS = ('interfacegan', 'stylespace', 'sefa')
+_CONFIG_KEY = {'interfacegan': 'interface_gan', 'stylespace': 'stylespace', 'sefa': 'sefa'}
 _KW = dict(noise_mode='const', force_fp32=True)
 
 
 class Editor:
-    def __init__(self, G, attr, root, methods=METHODS, strength=None, layers=None):
+    def __init__(self, G, attr, root, methods=METHODS, strength=None, layers=None, config=None):
+        attr_dict = config or upstream_config
+        missing = [m for m in methods if attr not in attr_dict[_CONFIG_KEY[m]]]
+        if missing:
+            raise directions.DirectionFileError(f'no {missing[0]} defaults for {attr!r}; choose --method among '
+                                                f'the ones it has')
         self.G = G
         self.methods = tuple(methods)
         device = next(G.parameters()).device
