@@ -83,3 +83,18 @@ def test_scorer_callable(G, tmp_path, monkeypatch):
     assert (tmp_path / 'dirs' / 'ss' / 'bright' / 'style_vect_mean_0.pkl').is_file()
     result = _compute(['interfacegan', '--network', str(NETWORK), '--name', 'x', '--outdir', str(tmp_path)])
     assert result.exit_code == 1 and 'either --labels CSV or --scorer' in result.output
+
+
+def test_stylegan3_network_end_to_end(tmp_path):
+    network = FIXTURES / 'networks' / 'sg3t_rect64.pkl'
+    if not network.is_file():
+        pytest.skip('no fixtures')
+    out = tmp_path / 'dirs'
+    result = _compute(['sefa', '--network', str(network), '--name', 'pose', '--layers', '3-6', '--outdir', str(out)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(_cli(), ['--network', str(network), '--attr_name', 'pose', '--directions', str(out),
+                                         '--seeds', '1', '--gen_video', 'False', '--outdir', str(tmp_path / 'e')])
+    assert result.exit_code == 0, result.output
+    import PIL.Image
+    strip = np.asarray(PIL.Image.open(tmp_path / 'e' / 'pose_00001.png')).astype(int)
+    assert strip.shape == (64, 64, 3) and np.abs(strip[:, :32] - strip[:, 32:]).mean() > 0.5

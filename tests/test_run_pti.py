@@ -72,6 +72,18 @@ def test_w_projection_and_tuning_end_to_end(G, weights, tmp_path):
     assert np.array_equal(again, after)
     assert PIL.Image.open(out / 'person.png').size == (3 * 32, 64)
 
+    # edit.py takes the result as upstream's README shows (directions in upstream's layout).
+    from test_edit_cli import _cli, _directions
+    directions = _directions(tuned, tmp_path / 'directions')
+    edited = CliRunner().invoke(_cli(), ['--network', str(out / 'checkpoints' / 'model_test_person.pkl'),
+                                         '--attr_name', 'upper_length', '--real', 'True', '--real_w_path',
+                                         str(out / 'embeddings' / 'test' / 'PTI' / 'person' / '0.pt'),
+                                         '--real_img_path', str(tmp_path / 'in' / 'person.png'), '--directions',
+                                         str(directions), '--gen_video', 'False', '--outdir', str(tmp_path / 'edit')])
+    assert edited.exit_code == 0, edited.output
+    strip = np.asarray(PIL.Image.open(tmp_path / 'edit' / 'upper_length_real.png'))
+    assert np.array_equal(strip[:, 32:64], after)                   # the unedited panel is the tuned result
+
 
 def test_e4e_pivot_multi_id_and_bad_photos(G, weights, tmp_path):
     src = tmp_path / 'in'
