@@ -105,9 +105,9 @@ def _save_pickle(value, path):
     atomic_write(path, lambda f: pickle.dump(value, f, protocol=4))
 
 
-@click.group()
+@click.group(help=__doc__)
 def cli():
-    """Compute editing directions (see the module help)."""
+    pass
 
 
 def _common(fn):
