@@ -1,0 +1,164 @@
+"""Generation speed against this machine's limit: fast ops vs the reference ops, in one run.
+
+\b
+python benchmarks/bench_generate.py                 # all three networks (several minutes)
+python benchmarks/bench_generate.py --only sg3r_512 --reps 2
+python benchmarks/bench_generate.py --quick         # tiny networks: a smoke test of the script
+
+For each network (published configurations, random weights: z = w = 512, 8
+mapping layers, channel_base 32768 (65536 for StyleGAN3-R), channel_max 512
+(1024), num_fp16_res 4, conv_clamp 256, 2:1 images, noise const) and each path
+(fast ops, the reference ops) a fresh subprocess times G(z) per image at batch 1
+and at a batch of 4, and reports its peak RSS. The table gives seconds per image,
+roofline efficiency (the reference forward's FLOPs / this machine's fp32 GEMM rate
+/ time), the speed-up over the reference path, and max |fast - reference| of the
+raw output. Also: a cold process start to the first image from a pickle vs from
+the same network exported to .safetensors.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+import numpy as np
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NETWORKS = {
+    'sg2_1024': dict(version=2, img_resolution=1024, channel_base=32768, channel_max=512),
+    'sg2_512': dict(version=2, img_resolution=512, channel_base=32768, channel_max=512),
+    'sg3r_512': dict(version=3, img_resolution=512, channel_base=65536, channel_max=1024, conv_kernel=1,
+                     use_radial_filters=True),
+}
+QUICK = {'sg2_quick': dict(version=2, img_resolution=64, channel_base=1024, channel_max=64),
+         'sg3r_quick': dict(version=3, img_resolution=64, channel_base=2048, channel_max=128, conv_kernel=1,
+                            use_radial_filters=True)}
+
+
+def build(spec, seed=0):
+    """A generator in the published configuration, random weights (fixed by ``seed``)."""
+    from training import networks_stylegan2, networks_stylegan3
+    spec = dict(spec)
+    version = spec.pop('version')
+    module = networks_stylegan2 if version == 2 else networks_stylegan3
+    torch.manual_seed(seed)
+    dims = 512 if spec['img_resolution'] >= 256 else 64
+    return module.Generator(z_dim=dims, c_dim=0, w_dim=dims, img_channels=3, square=False,
+                            mapping_kwargs=dict(num_layers=8), num_fp16_res=4, conv_clamp=256, **spec).eval()
+
+
+def gemm_rate(size=2048, reps=5):
+    """Best fp32 matrix-product rate of this machine, FLOP/s."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(_time(lambda: a @ b) for _ in range(reps))
+    return 2 * size ** 3 / best
+
+
+def _time(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def reference_flops(G):
+    """FLOPs of one image through the reference ops (torch.utils.flop_counter: convolutions and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from torch_utils.ops.ops_mode import reference_ops
+    z = torch.randn(1, G.z_dim)
+    with torch.no_grad(), reference_ops(), FlopCounterMode(display=False) as counter:
+        G(z, None, noise_mode='const', force_fp32=True)
+    return counter.get_total_flops()
+
+
+def measure_child(name, spec, mode, batch, reps, out_path):
+    """Runs in a subprocess: time per image, peak RSS, raw output of seed 0 (saved for the diff)."""
+    import resource
+    from torch_utils.ops import ops_mode
+    ops_mode.set_mode(mode)
+    G = build(spec)
+    z = torch.from_numpy(np.random.RandomState(0).randn(batch, G.z_dim)).float()
+    with torch.no_grad():
+        first = G(z, None, noise_mode='const', force_fp32=True)          # warm-up, and the output to compare
+        times = [_time(lambda: G(z, None, noise_mode='const', force_fp32=True)) for _ in range(reps)]
+    np.save(out_path, first[:1].numpy())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({'seconds_per_image': min(times) / batch, 'peak_mb': peak_mb}))
+
+
+def run_child(name, spec, mode, batch, reps, workdir):
+    out = os.path.join(workdir, f'{name}_{mode}_{batch}.npy')
+    code = (f'import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "benchmarks")!r}); '
+            f'import bench_generate as b; b.measure_child({name!r}, {spec!r}, {mode!r}, {batch}, {reps}, {out!r})')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1]), np.load(out)
+
+
+def cold_start(spec, workdir):
+    """Seconds from a fresh process to the first image: pickle vs .safetensors."""
+    import legacy
+    G = build(spec)
+    pkl, st = os.path.join(workdir, 'g.pkl'), os.path.join(workdir, 'g.safetensors')
+    legacy.save_network_pkl({'G_ema': G}, pkl)
+    legacy.export_network(G, st)
+    timings = {}
+    for label, loader in (('pickle', f"legacy.load_network({pkl!r}, verbose=False)['G_ema']"),
+                          ('safetensors', f'legacy.load_exported_network({st!r})')):
+        code = (f'import time; t = time.perf_counter(); import sys; sys.path.insert(0, {str(ROOT)!r}); '
+                f'import torch, legacy; G = {loader}.eval(); '
+                f'G(torch.zeros(1, G.z_dim), None, noise_mode="const", force_fp32=True); '
+                f'print(time.perf_counter() - t)')
+        start = time.perf_counter()
+        subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+        timings[label] = time.perf_counter() - start
+    return timings
+
+
+@click.command()
+@click.option('--only', default=None, help='Comma-separated network names (sg2_1024, sg2_512, sg3r_512)')
+@click.option('--reps', type=click.IntRange(min=1), default=3, show_default=True, help='Timed runs (best counts)')
+@click.option('--batch', type=click.IntRange(min=2), default=4, show_default=True, help='The larger batch size')
+@click.option('--quick', is_flag=True, help='Tiny networks instead of the published ones')
+@click.option('--out', 'out_json', default=None, help='Also write the results as JSON')
+def main(only, reps, batch, quick, out_json):
+    networks = QUICK if quick else NETWORKS
+    if only:
+        networks = {k: v for k, v in networks.items() if k in only.split(',')}
+    rate = gemm_rate()
+    print(f'fp32 GEMM: {rate / 1e9:.1f} GFLOP/s, {torch.get_num_threads()} threads')
+    print(f'{"network":10} {"batch":>5} {"GFLOP":>7} {"ref s/img":>10} {"fast s/img":>11} {"speed-up":>9} '
+          f'{"roofline":>9} {"ref MB":>7} {"fast MB":>8} {"max diff":>9}')
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, spec in networks.items():
+            flops = reference_flops(build(spec))
+            for b in (1, batch):
+                ref, ref_out = run_child(name, spec, 'ref', b, reps, workdir)
+                fast, fast_out = run_child(name, spec, 'fast', b, reps, workdir)
+                row = dict(network=name, batch=b, gflop=flops / 1e9, ref=ref['seconds_per_image'],
+                           fast=fast['seconds_per_image'], ref_mb=ref['peak_mb'], fast_mb=fast['peak_mb'],
+                           max_diff=float(np.abs(fast_out - ref_out).max()))
+                row['speedup'] = row['ref'] / row['fast']
+                row['roofline'] = flops / rate / row['fast']
+                rows.append(row)
+                print(f'{name:10} {b:5d} {row["gflop"]:7.1f} {row["ref"]:10.2f} {row["fast"]:11.2f} '
+                      f'{row["speedup"]:8.2f}x {100 * row["roofline"]:8.0f}% {row["ref_mb"]:7.0f} '
+                      f'{row["fast_mb"]:8.0f} {row["max_diff"]:9.1e}')
+        first = next(iter(networks.values()))
+        starts = cold_start(first, workdir)
+        print(f'cold start to the first image ({next(iter(networks))}): pickle {starts["pickle"]:.2f} s, '
+              f'.safetensors {starts["safetensors"]:.2f} s')
+    if out_json:
+        with open(out_json, 'w') as f:
+            json.dump({'gemm_gflops': rate / 1e9, 'rows': rows, 'cold_start': starts}, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter
