@@ -115,7 +115,7 @@ def lpips_module_to_published(state_dict, net):
         parts = key.split('.')
         if parts[0] == 'net' and parts[1].startswith('slice'):
             backbone[f'features.{parts[2]}.{parts[3]}'] = value
-        elif parts[0].startswith('lin'):
+        elif parts[0].startswith('lin') and parts[0] != 'lins':   # 'lins.K' repeats 'linK' in saved modules
             lin[key] = value
     return backbone, lin
 
