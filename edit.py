@@ -29,7 +29,7 @@ from edit.directions import DirectionFileError
 from edit.edit_config import KNOWN_ATTRIBUTES, load_config
 from edit.methods import METHODS, Editor
 from edit.published import direction_root
-from generate import seed_to_z, to_uint8
+from generate import load_latent, seed_to_z, to_uint8
 from video_io import FrameWriter
 
 SWEEP_FRAMES = 90      # upstream's video length
@@ -47,12 +47,11 @@ def parse_bool(value):
 def start_codes(G, seeds, truncation_psi, real_w_path, device):
     """[(label, w+ [1, num_ws, w_dim])] from seeds (truncated) or from a PTI pivot (used as is)."""
     if real_w_path:
-        w = torch.load(real_w_path, map_location='cpu', weights_only=True)
-        if not isinstance(w, torch.Tensor) or tuple(w.shape[1:]) != (G.num_ws, G.w_dim):
-            shape = list(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-            raise cli_common.UserError(f'--real_w_path {real_w_path}: latent of shape {shape}; this network '
-                                       f'takes [1, {G.num_ws}, {G.w_dim}]')
-        return [('real', w[:1].to(device, torch.float32))]
+        try:
+            w = load_latent(real_w_path, G, device)
+        except ValueError as err:
+            raise cli_common.UserError(f'--real_w_path {err}') from None
+        return [('real', w.repeat([1, G.num_ws // w.shape[1], 1]))]
     codes = []
     for seed in seeds:
         z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device, torch.float32)
@@ -116,9 +115,10 @@ def main(network_pkl, attr_name, truncation_psi, gen_video, combine, seeds, outd
         raise cli_common.UserError(str(err)) from None
     photo = load_photo_tensor(real_img_path, G).to(device) if real and real_img_path else None
 
+    codes = start_codes(G, seeds, truncation_psi, real_w_path if real else None, device)
     os.makedirs(outdir, exist_ok=True)
     strips = []
-    for label, ws in start_codes(G, seeds, truncation_psi, real_w_path if real else None, device):
+    for label, ws in codes:
         def frame(fraction):
             with torch.no_grad():
                 original = G.synthesis(ws, noise_mode='const', force_fp32=True)

@@ -144,6 +144,28 @@ def save_latents(samples, path):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def load_latent(path, G, device='cpu'):
+    """A w [1, 1, w_dim] or w+ [1, num_ws, w_dim] code for ``G`` from a PTI pivot (.pt) or a latents.npz
+    (its first ``w``). Anything else raises ValueError with one line."""
+    try:
+        if str(path).endswith('.npz'):
+            with np.load(path) as data:
+                if 'w' not in data:
+                    raise ValueError(f'{path}: no "w" array in this .npz')
+                w = torch.from_numpy(np.asarray(data['w'][:1] if data['w'].ndim == 3 else data['w'][None]))
+        else:
+            w = torch.load(path, map_location='cpu', weights_only=True)
+    except ValueError:
+        raise
+    except Exception as err:  # missing file, pickle, zip and tensor errors alike: not a latent file
+        raise ValueError(f'{path}: not a latent file ({type(err).__name__}: {err})'.splitlines()[0]) from None
+    if not isinstance(w, torch.Tensor) or w.ndim != 3 or w.shape[0] != 1 or w.shape[2] != G.w_dim \
+            or w.shape[1] not in (1, G.num_ws):
+        shape = list(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+        raise ValueError(f'{path}: latent of shape {shape}; this network takes [1, {G.num_ws}, {G.w_dim}]')
+    return w.to(device, torch.float32)
+
+
 def version_of(G):
     """1, 2 or 3, from the generator's own module."""
     module = type(G).__module__

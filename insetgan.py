@@ -30,7 +30,7 @@ import legacy
 from aligner.backends import BackendUnavailable
 from aligner.face import DlibFaceFinder, FaceNotFound, MediaPipeFaceFinder, parse_box
 from dnnlib.atomic import atomic_write, save_image
-from generate import seed_to_z, to_uint8
+from generate import load_latent, seed_to_z, to_uint8
 from inset.optimize import InsetConfig, feathered_paste, fit_to_box, joint_optimize
 
 
@@ -41,28 +41,10 @@ def start_latent(G, seed, latent_path, truncation_psi, device):
         c = torch.zeros([1, G.c_dim], device=device)
         with torch.no_grad():
             return G.mapping(z, c, truncation_psi=truncation_psi)[:, :1]
-    return load_latent(latent_path, G, device)
-
-
-def load_latent(path, G, device):
-    """A w or w+ code from a PTI pivot (.pt) or a generate.py latents file (.npz, first 'w')."""
     try:
-        if path.endswith('.npz'):
-            with np.load(path) as data:
-                if 'w' not in data:
-                    raise cli_common.UserError(f'{path}: no "w" array in this .npz')
-                w = torch.from_numpy(np.asarray(data['w'][:1] if data['w'].ndim == 3 else data['w'][None]))
-        else:
-            w = torch.load(path, map_location='cpu', weights_only=True)
-    except cli_common.UserError:
-        raise
-    except Exception as err:  # pickle, zip and tensor errors alike: the file is not a latent
-        raise cli_common.UserError(f'{path}: not a latent file ({type(err).__name__}: {err})'.splitlines()[0]) from None
-    if not isinstance(w, torch.Tensor) or w.ndim != 3 or w.shape[0] != 1 or w.shape[2] != G.w_dim \
-            or w.shape[1] not in (1, G.num_ws):
-        shape = list(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-        raise cli_common.UserError(f'{path}: latent of shape {shape}; this network takes [1, {G.num_ws}, {G.w_dim}]')
-    return w.to(device, torch.float32)
+        return load_latent(latent_path, G, device)
+    except ValueError as err:
+        raise cli_common.UserError(str(err)) from None
 
 
 def make_face_finder(kind, dlib_detector, dlib_predictor):

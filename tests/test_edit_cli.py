@@ -133,3 +133,14 @@ def test_published_files_are_fetched_by_name(G, tmp_path, monkeypatch):
     assert root.startswith(str(tmp_path / 'cache'))
     assert (tmp_path / 'cache' / 'latent_direction' / 'sefa' / 'upper_length.pt').is_file()
     assert direction_root('upper_length', str(tmp_path / 'nowhere')) == root     # once fetched, reused
+
+
+def test_unreadable_latent_file_is_one_line(G, tmp_path):
+    root = _directions(G, tmp_path / 'dirs')
+    (tmp_path / 'pivot.pt').write_text('not a tensor')
+    result = _run(['--attr_name', 'upper_length', '--real', 'True', '--real_w_path', str(tmp_path / 'pivot.pt'),
+                   '--directions', str(root), '--outdir', str(tmp_path / 'out')])
+    assert result.exit_code == 1 and 'Traceback' not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith('Error: ')]
+    assert len(errors) == 1 and 'not a latent file' in errors[0], result.output
+    assert not (tmp_path / 'out').exists()
