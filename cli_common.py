@@ -10,6 +10,8 @@ import re
 
 import click
 
+from torch_utils import allocator
+
 
 class UserError(click.ClickException):
     """An error the user can fix; click prints it as one line and exits with code 1."""
@@ -36,6 +38,7 @@ def user_errors(fn):
             known += tuple(e for e in (getattr(util, 'DownloadError', None),) if e is not None)
         except ImportError:
             pass
+        allocator.reuse_freed_memory()  # a script's tensors come and go layer by layer: keep their memory
         try:
             return fn(*args, **kwargs)
         except known as err:

@@ -29,6 +29,7 @@ import torch
 import cli_common
 import legacy
 from dnnlib.atomic import atomic_write, save_image
+from torch_utils import memory
 
 
 @dataclasses.dataclass
@@ -98,9 +99,11 @@ def input_transform(G, translate=(0, 0), rotate=0):
 
 
 def generate_images(G, seeds, truncation_psi=1.0, truncation_cutoff=None, noise_mode='const',
-                    class_idx=None, translate=(0, 0), rotate=0, batch_size=1, device=None,
+                    class_idx=None, translate=(0, 0), rotate=0, batch_size=None, device=None,
                     progress=False):
     """Generate one image per seed and return a list of :class:`Sample` (nothing is written).
+
+    ``batch_size=None`` picks the batch from the memory free on ``device``.
 
     ``G`` is a generator as returned by ``legacy.load_network(...)['G_ema']``.
     Raises ValueError for options the network cannot honour.
@@ -108,7 +111,6 @@ def generate_images(G, seeds, truncation_psi=1.0, truncation_cutoff=None, noise_
     device = torch.device(device) if device is not None else next(G.parameters()).device
     G = G.to(device)
     seeds = list(seeds)
-    batches = [seeds[i:i + batch_size] for i in range(0, len(seeds), max(1, batch_size))]
     # The cutoff is passed only when given, so each network keeps its own default
     # (all layers for StyleGAN2/3, the first 8 for StyleGAN1, as upstream).
     mapping_kwargs = dict(truncation_psi=truncation_psi)
@@ -117,12 +119,21 @@ def generate_images(G, seeds, truncation_psi=1.0, truncation_cutoff=None, noise_
     samples = []
     bar = _progress(len(seeds), progress)
     with input_transform(G, translate, rotate), torch.no_grad():
-        for batch in batches:
+        done = 0
+        while done < len(seeds):
+            # batch_size=None: one image first, measuring its widest layer; then what memory allows.
+            size = batch_size or 1
+            batch = seeds[done:done + size]
             z_np = np.concatenate([seed_to_z(seed, G.z_dim) for seed in batch])
             z = torch.from_numpy(z_np).to(device)
             c = make_labels(G, class_idx, len(batch), device)
             w = G.mapping(z, c, **mapping_kwargs)
-            images = to_uint8(G.synthesis(w, noise_mode=noise_mode, force_fp32=True)).cpu().numpy()
+            probe = memory.widest_output(G.synthesis) if batch_size is None else contextlib.nullcontext([0])
+            with probe as widest:
+                images = to_uint8(G.synthesis(w, noise_mode=noise_mode, force_fp32=True)).cpu().numpy()
+            if batch_size is None:
+                batch_size = memory.pick_batch_size(widest[0], device, len(seeds) - len(batch))
+            done += len(batch)
             w_np = w.float().cpu().numpy()
             for i, seed in enumerate(batch):
                 samples.append(Sample(seed=seed, image=images[i], z=z_np[i], w=w_np[i]))
@@ -190,7 +201,7 @@ def version_of(G):
 @click.option('--translate', type=cli_common.VEC2, default='0,0', show_default=True, help='StyleGAN3 input translation, e.g. 0.3,1')
 @click.option('--rotate', type=float, default=0, show_default=True, help='StyleGAN3 input rotation in degrees')
 @click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP)
-@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=1, show_default=True, help='Images per forward pass')
+@click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=None, help='Images per forward pass  [default: 1 on CPU; on a GPU as many as half its free memory holds, at most 32]')
 @click.option('--latents/--no-latents', 'write_latents', default=True, show_default=True, help='Also write seeds, z and w to OUTDIR/latents.npz')
 @click.option('--trust-embedded-code', is_flag=True, help='Run the code embedded in the pickle (only for files you trust)')
 @cli_common.user_errors

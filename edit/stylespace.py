@@ -38,19 +38,21 @@ def _hooks(G, fn):
 
 def capture_styles(G, ws, **synthesis_kwargs):
     """Run the synthesis and return ({layer name: styles [N, C]}, images)."""
-    styles = {}
+    parts = {}
 
     def keep(name, out):
-        styles[name] = out.detach().clone()
+        # A layer may run more than once per call (the fast CPU synthesis goes image by image).
+        parts.setdefault(name, []).append(out.detach().clone())
     with _hooks(G, keep):
         images = G.synthesis(ws, **synthesis_kwargs)
-    return styles, images
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}, images
 
 
 def synthesize_with_styles(G, ws, changes, **synthesis_kwargs):
     """Synthesis with some style vectors changed.
 
-    changes: {layer name: callable(styles) -> new styles, or a tensor added to them}.
+    changes: {layer name: callable(styles) -> new styles, or a tensor added to them}. A layer may
+    be called once per image (the fast CPU synthesis), so a tensor must be one shared [C] shift.
     """
     def change(name, out):
         if name not in changes:

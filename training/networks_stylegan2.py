@@ -25,6 +25,7 @@ from torch_utils import persistence
 from torch_utils.ops import bias_act
 from torch_utils.ops import conv2d_resample
 from torch_utils.ops import fma
+from torch_utils.ops import modulated_conv_fast
 from torch_utils.ops import upfirdn2d
 
 
@@ -353,6 +354,12 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
 
         flip_weight = (self.up == 1)
+        if modulated_conv_fast.applies(x, w, self.weight, activation=self.activation):
+            return modulated_conv_fast.modulated_conv_bias_act(
+                x, self.weight, styles, self.bias, noise=noise, up=self.up, padding=self.padding,
+                resample_filter=self.resample_filter, flip_weight=flip_weight, activation=self.activation,
+                alpha=bias_act.activation_funcs[self.activation].def_alpha, gain=self.act_gain * gain,
+                clamp=self.conv_clamp * gain if self.conv_clamp is not None else None)
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv)
 
@@ -384,6 +391,9 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
+        if modulated_conv_fast.applies(x, w, self.weight):
+            return modulated_conv_fast.modulated_conv_bias_act(
+                x, self.weight, styles, self.bias, demodulate=False, activation='linear', clamp=self.conv_clamp)
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
@@ -457,6 +467,8 @@ class SynthesisBlock(torch.nn.Module):
             force_fp32 = True  # float16 is only used on CUDA, as upstream
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        if memory_format == torch.contiguous_format and modulated_conv_fast.applies(ws):
+            memory_format = torch.preserve_format  # the fused CPU path keeps activations channels-last
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
         if fused_modconv == 'inference_only':
@@ -544,6 +556,9 @@ class SynthesisNetwork(torch.nn.Module):
                 block_ws.append(ws.narrow(1, w_idx, block.num_conv + block.num_torgb))
                 w_idx += block.num_conv
 
+        if ws.shape[0] > 1 and modulated_conv_fast.applies(ws[:1]):
+            # The fused CPU path takes one image at a time (see modulated_conv_fast).
+            return torch.cat([self(ws[i:i + 1], **block_kwargs) for i in range(ws.shape[0])])
         x = img = None
         for res, cur_ws in zip(self.block_resolutions, block_ws):
             x, img = getattr(self, f'b{res}')(x, img, cur_ws, **block_kwargs)

@@ -25,8 +25,14 @@ def _conv2d_wrapper(x, w, stride=1, padding=0, groups=1, transpose=False, flip_w
     # torch's conv2d is a correlation; flip_weight=False asks for a convolution.
     if not flip_weight and (kw > 1 or kh > 1):
         w = w.flip([2, 3])
+    if _is_channels_last(x):
+        w = w.contiguous(memory_format=torch.channels_last)  # a mismatched layout drops to a slow kernel
     op = conv2d_gradfix.conv_transpose2d if transpose else conv2d_gradfix.conv2d
     return op(x, w, stride=stride, padding=padding, groups=groups)
+
+
+def _is_channels_last(x):
+    return x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 @misc.profiled_function

@@ -10,6 +10,7 @@ import torch
 
 from .. import misc
 from . import conv2d_gradfix
+from . import ops_mode
 
 # ---------------------------------------------------------------------------
 # Argument parsing shared with conv2d_resample.
@@ -107,8 +108,52 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
     """
     assert isinstance(x, torch.Tensor)
     assert impl in ['ref', 'cuda']
-    # No compiled kernel in this build: every impl and device uses the reference.
+    if ops_mode.use_fast(impl) and _fast_applies(x, f):
+        return _upfirdn2d_fast(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
     return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+
+
+def _fast_applies(x, f):
+    return (x.ndim == 4 and x.device.type == 'cpu' and x.dtype == torch.float32
+            and isinstance(f, torch.Tensor) and f.ndim == 2 and f.dtype == torch.float32 and not f.requires_grad)
+
+
+def _upfirdn2d_fast(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
+    """The reference's numbers without its zero-inserted and padded copies (CPU, 2-D filters).
+
+    Upsampling runs as a transposed convolution with stride ``up`` (the zeros are
+    never stored), channels folded into the batch so the convolution is not
+    grouped; plain filtering passes symmetric padding to the convolution itself.
+    Other cases go to the reference.
+    """
+    upx, upy = _parse_scaling(up)
+    downx, downy = _parse_scaling(down)
+    padx0, padx1, pady0, pady1 = _parse_padding(padding)
+    batch_size, num_channels, in_height, in_width = x.shape
+    fh, fw = f.shape
+    f = f * gain
+    if upx > 1 or upy > 1:
+        if downx > 1 or downy > 1:
+            return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter)
+        # A transposed convolution (no padding) puts x[i] * f at up * i; the reference's
+        # output starts fh - 1 - pady0 into that and has the length below.
+        kernel = (f.flip([0, 1]) if flip_filter else f)[None, None].to(x.dtype)
+        crop_y, crop_x = fh - 1 - pady0, fw - 1 - padx0
+        out_h = in_height * upy + pady0 + pady1 - fh + 1
+        out_w = in_width * upx + padx0 + padx1 - fw + 1
+        full_h, full_w = (in_height - 1) * upy + fh, (in_width - 1) * upx + fw
+        planes = x.reshape(batch_size * num_channels, 1, in_height, in_width)
+        if crop_y >= 0 and crop_x >= 0 and full_h - 2 * crop_y == out_h and full_w - 2 * crop_x == out_w:
+            y = torch.nn.functional.conv_transpose2d(planes, kernel, stride=[upy, upx], padding=[crop_y, crop_x])
+        else:
+            y = torch.nn.functional.conv_transpose2d(planes, kernel, stride=[upy, upx])
+            y = torch.nn.functional.pad(y, [-crop_x, crop_x + out_w - full_w, -crop_y, crop_y + out_h - full_h])
+        return y.reshape(batch_size, num_channels, out_h, out_w)
+    if padx0 == padx1 >= 0 and pady0 == pady1 >= 0:
+        kernel = (f if flip_filter else f.flip([0, 1]))[None, None].to(x.dtype).repeat(num_channels, 1, 1, 1)
+        return torch.nn.functional.conv2d(x, kernel, stride=[downy, downx], padding=[pady0, padx0],
+                                          groups=num_channels)
+    return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter)
 
 
 @misc.profiled_function

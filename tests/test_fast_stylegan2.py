@@ -1,0 +1,159 @@
+"""StyleGAN2's fused CPU inference path and fast upfirdn2d against the reference ops."""
+
+import numpy as np
+import pytest
+import torch
+
+from torch_utils.ops import conv2d_resample, modulated_conv_fast, upfirdn2d
+from torch_utils.ops.ops_mode import reference_ops
+from training import networks_stylegan2
+
+
+def _generator(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    kwargs = {**dict(img_resolution=32, channel_base=512, channel_max=32, num_fp16_res=0, conv_clamp=256,
+                     square=False), **kwargs}
+    G = networks_stylegan2.Generator(z_dim=16, c_dim=0, w_dim=16, img_channels=3,
+                                     mapping_kwargs=dict(num_layers=2), **kwargs).eval()
+    with torch.no_grad():  # random, not zero, noise strengths and biases so every term counts
+        for name, p in G.named_parameters():
+            if 'noise_strength' in name or name.endswith('bias'):
+                p.copy_(torch.randn_like(p) * 0.3)
+    return G
+
+
+def _both(fn):
+    with torch.no_grad():
+        fast = fn()
+        with reference_ops():
+            ref = fn()
+    return fast, ref
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(),
+    dict(square=True),
+    dict(architecture='orig'),
+    dict(architecture='resnet'),
+    dict(img_resolution=64, channel_max=16),
+])
+def test_generator_fast_equals_reference(kwargs):
+    G = _generator(**kwargs)
+    z = torch.randn(3, G.z_dim)
+    fast, ref = _both(lambda: G(z, None, noise_mode='const', force_fp32=True))
+    assert fast.shape == ref.shape
+    assert float((fast - ref).abs().max()) < 1e-3 * max(1.0, float(ref.abs().max()))
+    assert float((fast - ref).abs().max()) > 0    # the fast path did run (different rounding)
+
+
+def test_batch_gives_the_images_of_batch_one():
+    G = _generator()
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(3, G.z_dim), None)
+        together = G.synthesis(ws, noise_mode='const')
+        alone = torch.cat([G.synthesis(ws[i:i + 1], noise_mode='const') for i in range(3)])
+    assert torch.equal(together, alone)
+
+
+@pytest.mark.parametrize('up', [1, 2])
+@pytest.mark.parametrize('noise_mode', ['const', 'none'])
+def test_synthesis_layer_fast_equals_reference(up, noise_mode):
+    torch.manual_seed(1)
+    layer = networks_stylegan2.SynthesisLayer(8, 6, w_dim=5, resolution=16, up=up, conv_clamp=0.5).eval()
+    with torch.no_grad():
+        layer.noise_strength.fill_(0.7)
+        layer.bias.normal_()
+    x, w = torch.randn(1, 8, 16 // up, 8 // up), torch.randn(1, 5)
+    fast, ref = _both(lambda: layer(x, w, noise_mode=noise_mode, gain=0.8))
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    assert float(ref.abs().max()) == pytest.approx(0.4)   # the clamp (0.5 * gain) is in effect
+
+
+def test_torgb_fast_equals_reference():
+    torch.manual_seed(2)
+    layer = networks_stylegan2.ToRGBLayer(8, 3, w_dim=5, conv_clamp=256).eval()
+    with torch.no_grad():
+        layer.bias.normal_()
+    x, w = torch.randn(1, 8, 8, 4), torch.randn(1, 5)
+    fast, ref = _both(lambda: layer(x, w))
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_reference_runs_when_gradients_are_needed():
+    G = _generator()
+    ws = G.mapping(torch.randn(1, G.z_dim), None).detach().requires_grad_(True)
+    assert not modulated_conv_fast.applies(ws, ws)
+    with_grad = G.synthesis(ws, noise_mode='const')
+    with torch.no_grad(), reference_ops():
+        ref = G.synthesis(ws, noise_mode='const')
+    torch.testing.assert_close(with_grad.detach(), ref, rtol=1e-5, atol=1e-5)
+    with_grad.square().sum().backward()
+    assert ws.grad is not None and torch.isfinite(ws.grad).all()
+
+
+def test_demodulation_equals_the_per_sample_kernel_norm():
+    weight, styles = torch.randn(6, 4, 3, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    per_sample = weight[None] * styles[:, None, :, None, None]
+    want = 1 / (per_sample.square().sum(dim=[2, 3, 4]) + 1e-8).sqrt()
+    torch.testing.assert_close(modulated_conv_fast.demodulation(weight, styles), want)
+
+
+def test_applies_only_to_one_float32_cpu_image_in_fast_mode():
+    x = torch.zeros(1, 2, 4, 4)
+    assert modulated_conv_fast.applies(x)
+    assert not modulated_conv_fast.applies(torch.zeros(2, 2, 4, 4))
+    assert not modulated_conv_fast.applies(x.double())
+    assert not modulated_conv_fast.applies(x, activation='tanh')
+    with reference_ops():
+        assert not modulated_conv_fast.applies(x)
+
+
+_FILTERS = {
+    'blur4': upfirdn2d.setup_filter([1, 3, 3, 1]),
+    'asym3x2': torch.tensor([[1.0, 2.0], [0.5, -1.0], [3.0, 0.25]]),
+    'box2': upfirdn2d.setup_filter([1, 1]),
+}
+
+
+@pytest.mark.parametrize('name', sorted(_FILTERS))
+@pytest.mark.parametrize('up, down, padding', [
+    (1, 1, 0), (1, 1, 2), (1, 1, [1, 1, 2, 2]), (1, 1, [2, 0, 1, 3]), (1, 2, 1), (1, 1, -1),
+    (2, 1, 0), (2, 1, [2, 1, 2, 1]), (2, 1, [3, -1, 0, 2]), (4, 1, 1), ([2, 1], 1, [1, 0, 2, 0]), (2, 2, 1),
+])
+@pytest.mark.parametrize('flip_filter', [False, True])
+def test_upfirdn2d_fast_equals_reference(name, up, down, padding, flip_filter):
+    f = _FILTERS[name]
+    x = torch.randn(2, 3, 9, 7)
+    fast = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=1.5)
+    want = upfirdn2d._upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=1.5)
+    assert fast.shape == want.shape
+    torch.testing.assert_close(fast, want, rtol=1e-5, atol=1e-5)
+
+
+def test_upfirdn2d_fast_is_differentiable():
+    x = torch.randn(1, 2, 6, 5, requires_grad=True)
+    f = _FILTERS['blur4']
+    (g_fast,) = torch.autograd.grad(upfirdn2d.upsample2d(x, f).square().sum(), x)
+    with reference_ops():
+        (g_ref,) = torch.autograd.grad(upfirdn2d.upsample2d(x, f).square().sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_conv2d_resample_channels_last_input_gives_the_same_numbers():
+    torch.manual_seed(3)
+    x, w, f = torch.randn(1, 8, 6, 5), torch.randn(4, 8, 3, 3), _FILTERS['blur4']
+    plain = conv2d_resample.conv2d_resample(x, w, f=f, up=2, padding=1)
+    last = conv2d_resample.conv2d_resample(x.contiguous(memory_format=torch.channels_last), w, f=f, up=2, padding=1)
+    torch.testing.assert_close(plain, last, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_path_does_not_touch_its_inputs():
+    torch.manual_seed(4)
+    layer = networks_stylegan2.SynthesisLayer(4, 4, w_dim=3, resolution=8).eval()
+    x, w = torch.randn(1, 4, 8, 4), torch.randn(1, 3)
+    x_copy, weight_copy = x.clone(), layer.weight.detach().clone()
+    with torch.no_grad():
+        layer(x, w, noise_mode='const')
+    assert torch.equal(x, x_copy) and torch.equal(layer.weight, weight_copy)
+    assert np.isfinite(x.numpy()).all()

@@ -1,0 +1,115 @@
+"""StyleGAN2's modulated convolution + noise + bias + activation, fused for CPU inference.
+
+The reference (``networks_stylegan2.modulated_conv2d`` followed by ``bias_act``)
+builds a per-sample kernel, runs a grouped convolution when the batch is larger
+than one, upsamples with a transposed convolution plus ``.contiguous()`` copies,
+and allocates a new tensor for every step of the epilogue. This path computes
+the same function with fewer, cheaper steps:
+
+- activations stay channels-last, which the CPU convolution kernels run at
+  close to matrix-product speed for every channel count here;
+- demodulation coefficients come from one small matrix product
+  (``styles**2 @ sum_k weight**2``) instead of a per-sample kernel;
+- styles, demodulation and the activation gain are folded into the kernel,
+  so each layer is one plain convolution. It works on one image at a time: the
+  synthesis network runs a batch image by image, so a batch is never slower per
+  image than batch 1 and gives the same pixels;
+- the activation gain g > 0 is folded in before the activation
+  (lrelu(x) * g == lrelu(g * x)), and bias, noise, activation and clamp run
+  in place on the convolution's output.
+
+Used only when nothing needs gradients (``torch.is_grad_enabled()`` false or
+no input requires grad), for float32 on the CPU, in the fast ops mode; every
+other case runs the reference.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from . import ops_mode, upfirdn2d
+from .upfirdn2d import _get_filter_size
+
+_FOLDABLE_ACTIVATIONS = ('lrelu', 'linear')  # act(x) * g == act(g * x) for g > 0
+
+
+def applies(x, *tensors, activation='linear'):
+    """True when the fused path may replace the reference for these inputs (one image)."""
+    if not ops_mode.use_fast() or activation not in _FOLDABLE_ACTIVATIONS:
+        return False
+    if x.shape[0] != 1 or x.device.type != 'cpu' or x.dtype != torch.float32:
+        return False
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors):
+        return False
+    return True
+
+
+def demodulation(weight, styles):
+    """1 / ||weight * style||_2 per (sample, output channel): [N, O]."""
+    weight_sq = weight.square().sum(dim=[2, 3])                     # [O, I]
+    return (styles.square() @ weight_sq.t() + 1e-8).rsqrt()
+
+
+def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0, resample_filter=None,
+                            flip_weight=True, demodulate=True, activation='lrelu', alpha=0.2, gain=1.0,
+                            clamp=None):
+    """``clamp(act(modconv(x) + noise + bias) * gain)`` in the reference's order of meaning.
+
+    One image: x [1, I, H, W]; weight [O, I, k, k]; styles [1, I]; bias [O];
+    noise broadcastable to the output or None. ``gain`` must be positive.
+    Returns a channels-last float32 tensor [1, O, H * up, W * up].
+    """
+    assert gain > 0 and x.shape[0] == 1
+    x = x.contiguous(memory_format=torch.channels_last)
+    out_scale = torch.full([weight.shape[0]], float(gain), dtype=x.dtype)
+    if demodulate:
+        out_scale = out_scale * demodulation(weight, styles)[0]
+
+    kernel_scale = out_scale.reshape(-1, 1) * styles.reshape(1, -1)        # [O, I], folded into the kernel
+    y = _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight)
+
+    if noise is not None:
+        y.add_(noise, alpha=float(gain))
+    y.add_(bias.reshape(1, -1, 1, 1), alpha=float(gain))
+    if activation == 'lrelu':
+        F.leaky_relu_(y, float(alpha))
+    if clamp is not None:
+        y.clamp_(-float(clamp), float(clamp))
+    return y
+
+
+def _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight):
+    k = weight.shape[-1]
+    if up == 1:
+        assert padding == k // 2
+        kernel = _kernel(weight if flip_weight else weight.flip([2, 3]), kernel_scale)
+        return F.conv2d(x, kernel, padding=padding)
+    assert _get_filter_size(resample_filter) != (1, 1)
+    # The transposed convolution wants [I, O, k, k] and applies it as a true convolution.
+    kernel = _kernel(weight.transpose(0, 1) if not flip_weight else weight.transpose(0, 1).flip([2, 3]),
+                     kernel_scale.t())
+    return _upsample_conv(x, kernel, up, padding, resample_filter)
+
+
+def _kernel(weight, scale):
+    """``weight * scale[:, :, None, None]``, written channels-last in one pass."""
+    kernel = torch.empty(weight.shape, dtype=weight.dtype, memory_format=torch.channels_last)
+    return torch.mul(weight, scale[:, :, None, None], out=kernel)
+
+
+def _upsample_conv(x, kernel, up, padding, resample_filter):
+    """conv2d_resample(up=up): a strided transposed convolution, then the resampling filter.
+
+    Same steps and padding arithmetic as conv2d_resample; ``kernel`` is already in
+    the [in, out, k, k] channels-last layout the CPU transposed convolution is fastest with.
+    """
+    k = kernel.shape[-1]
+    fw, fh = _get_filter_size(resample_filter)
+    pad_x0 = padding + (fw + up - 1) // 2 - (k - 1)
+    pad_x1 = padding + (fw - up) // 2 - (k - up)
+    pad_y0 = padding + (fh + up - 1) // 2 - (k - 1)
+    pad_y1 = padding + (fh - up) // 2 - (k - up)
+    crop_x, crop_y = max(min(-pad_x0, -pad_x1), 0), max(min(-pad_y0, -pad_y1), 0)
+    y = F.conv_transpose2d(x, kernel, stride=up, padding=[crop_y, crop_x])
+    y = upfirdn2d.upfirdn2d(y, resample_filter, padding=[pad_x0 + crop_x, pad_x1 + crop_x, pad_y0 + crop_y,
+                                                          pad_y1 + crop_y], gain=up ** 2)
+    return y.contiguous(memory_format=torch.channels_last)
