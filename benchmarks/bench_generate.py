@@ -9,11 +9,13 @@ For each network (published configurations, random weights: z = w = 512, 8
 mapping layers, channel_base 32768 (65536 for StyleGAN3-R), channel_max 512
 (1024), num_fp16_res 4, conv_clamp 256, 2:1 images, noise const) and each path
 (fast ops, the reference ops) a fresh subprocess times G(z) per image at batch 1
-and at a batch of 4, and reports its peak RSS. The table gives seconds per image,
+and at a batch of 4, and reports its peak RSS. The fast rows also keep freed memory
+for reuse (torch_utils/allocator.py), as the scripts do. The table gives seconds per image,
 roofline efficiency (the reference forward's FLOPs / this machine's fp32 GEMM rate
 / time), the speed-up over the reference path, and max |fast - reference| of the
-raw output. Also: a cold process start to the first image from a pickle vs from
-the same network exported to .safetensors.
+raw output. Also: a cold process start to the first image from a pickle in the published
+layout (a training snapshot: G, D and G_ema) vs the same G_ema exported to
+.safetensors, and the loading step alone.
 """
 
 import json
@@ -80,17 +82,29 @@ def reference_flops(G):
 
 def measure_child(name, spec, mode, batch, reps, out_path):
     """Runs in a subprocess: time per image, peak RSS, raw output of seed 0 (saved for the diff)."""
-    import resource
+    from torch_utils import allocator
     from torch_utils.ops import ops_mode
     ops_mode.set_mode(mode)
+    if mode == 'fast':
+        allocator.reuse_freed_memory()  # what the scripts do; the reference keeps the default allocator
     G = build(spec)
     z = torch.from_numpy(np.random.RandomState(0).randn(batch, G.z_dim)).float()
     with torch.no_grad():
         first = G(z, None, noise_mode='const', force_fp32=True)          # warm-up, and the output to compare
         times = [_time(lambda: G(z, None, noise_mode='const', force_fp32=True)) for _ in range(reps)]
     np.save(out_path, first[:1].numpy())
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({'seconds_per_image': min(times) / batch, 'peak_mb': peak_mb}))
+    print(json.dumps({'seconds_per_image': min(times) / batch, 'peak_mb': peak_rss_mb()}))
+
+
+def peak_rss_mb():
+    """This process's peak resident memory. VmHWM, not getrusage: after fork + exec, Linux's
+    ru_maxrss still counts the parent's peak, and the parent ran the big reference forward."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(name, spec, mode, batch, reps, workdir):
@@ -101,23 +115,39 @@ def run_child(name, spec, mode, batch, reps, workdir):
     return json.loads(result.stdout.strip().splitlines()[-1]), np.load(out)
 
 
+def published_layout(G, spec):
+    """What a published StyleGAN-Human pickle holds: a training snapshot (G, D, G_ema, ...)."""
+    import copy
+    from training import networks_stylegan2
+    D = networks_stylegan2.Discriminator(c_dim=0, img_resolution=G.img_resolution, img_channels=3,
+                                         channel_base=spec['channel_base'], channel_max=spec['channel_max'],
+                                         num_fp16_res=4, conv_clamp=256,
+                                         square=False)
+    return {'G': copy.deepcopy(G), 'D': D, 'G_ema': G, 'augment_pipe': None,
+            'training_set_kwargs': {'resolution': G.img_resolution}}
+
+
 def cold_start(spec, workdir):
-    """Seconds from a fresh process to the first image: pickle vs .safetensors."""
+    """Seconds from a fresh process to the first image, pickle vs .safetensors; and the load alone."""
     import legacy
     G = build(spec)
     pkl, st = os.path.join(workdir, 'g.pkl'), os.path.join(workdir, 'g.safetensors')
-    legacy.save_network_pkl({'G_ema': G}, pkl)
+    legacy.save_network_pkl(published_layout(G, spec) if spec['version'] == 2 else {'G_ema': G}, pkl)
     legacy.export_network(G, st)
     timings = {}
     for label, loader in (('pickle', f"legacy.load_network({pkl!r}, verbose=False)['G_ema']"),
                           ('safetensors', f'legacy.load_exported_network({st!r})')):
         code = (f'import time; t = time.perf_counter(); import sys; sys.path.insert(0, {str(ROOT)!r}); '
-                f'import torch, legacy; G = {loader}.eval(); '
+                f'import torch, legacy; t_load = time.perf_counter(); G = {loader}.eval(); '
+                f't_load = time.perf_counter() - t_load; '
                 f'G(torch.zeros(1, G.z_dim), None, noise_mode="const", force_fp32=True); '
-                f'print(time.perf_counter() - t)')
+                f'print(t_load)')
         start = time.perf_counter()
-        subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+        result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
         timings[label] = time.perf_counter() - start
+        timings[label + '_load'] = float(result.stdout.strip().splitlines()[-1])
+    timings['pickle_mb'] = os.path.getsize(pkl) / 2 ** 20
+    timings['safetensors_mb'] = os.path.getsize(st) / 2 ** 20
     return timings
 
 
@@ -153,8 +183,10 @@ def main(only, reps, batch, quick, out_json):
                       f'{row["fast_mb"]:8.0f} {row["max_diff"]:9.1e}')
         first = next(iter(networks.values()))
         starts = cold_start(first, workdir)
-        print(f'cold start to the first image ({next(iter(networks))}): pickle {starts["pickle"]:.2f} s, '
-              f'.safetensors {starts["safetensors"]:.2f} s')
+        print(f'cold start to the first image ({next(iter(networks))}): '
+              f'pickle ({starts["pickle_mb"]:.0f} MB, G + D + G_ema) {starts["pickle"]:.2f} s, '
+              f'.safetensors ({starts["safetensors_mb"]:.0f} MB, G_ema) {starts["safetensors"]:.2f} s; '
+              f'loading alone {starts["pickle_load"]:.2f} s vs {starts["safetensors_load"]:.2f} s')
     if out_json:
         with open(out_json, 'w') as f:
             json.dump({'gemm_gflops': rate / 1e9, 'rows': rows, 'cold_start': starts}, f, indent=1)

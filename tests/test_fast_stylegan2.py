@@ -157,3 +157,38 @@ def test_fast_path_does_not_touch_its_inputs():
         layer(x, w, noise_mode='const')
     assert torch.equal(x, x_copy) and torch.equal(layer.weight, weight_copy)
     assert np.isfinite(x.numpy()).all()
+
+
+@pytest.mark.parametrize('module', ['networks_stylegan2', 'networks_stylegan3'])
+def test_networks_still_work_with_nvidias_torch_utils(module, tmp_path):
+    """Dropped into NVIDIA's repositories, whose torch_utils has no fast path, the networks still run."""
+    import pathlib
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parents[1]
+    code = f'''
+import sys
+sys.path.insert(0, {str(root)!r})
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name in ('torch_utils.ops.ops_mode', 'torch_utils.ops.modulated_conv_fast'):
+            raise ImportError(name)
+import torch
+import torch_utils.ops
+from torch_utils.ops import bias_act, conv2d_resample, filtered_lrelu, upfirdn2d  # these exist in NVIDIA's too
+for name in ('ops_mode', 'modulated_conv_fast'):  # these do not
+    sys.modules.pop('torch_utils.ops.' + name, None)
+    if hasattr(torch_utils.ops, name):
+        delattr(torch_utils.ops, name)
+sys.meta_path.insert(0, Block())
+from training import {module} as nets
+assert getattr(nets, 'ops_mode', 'absent') is None
+kwargs = dict(channel_base=256, channel_max=16) if {module!r} == 'networks_stylegan2' else dict(channel_base=512, channel_max=16)
+G = nets.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, square=False,
+                   mapping_kwargs=dict(num_layers=1), **kwargs).eval()
+with torch.no_grad():
+    print(tuple(G(torch.randn(2, 8), None).shape))
+'''
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == '(2, 3, 16, 8)'

@@ -362,7 +362,13 @@ def test_pickle_round_trip_runs_embedded_source():
 def test_module_imports_only_what_nvidia_code_bases_have():
     source = pathlib.Path(nets.__file__).read_text()
     allowed = {'numpy', 'scipy.signal', 'scipy.special', 'torch', 'torch_utils'}
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    # Optional imports guarded by try/except ImportError are this project's extras (tested
+    # without them in test_fast_stylegan2.py); everything else must exist in NVIDIA's code.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(getattr(h.type, 'id', None) == 'ImportError' for h in node.handlers):
+            node.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             assert {alias.name for alias in node.names} <= allowed
         elif isinstance(node, ast.ImportFrom):

@@ -25,8 +25,12 @@ from torch_utils import persistence
 from torch_utils.ops import bias_act
 from torch_utils.ops import conv2d_resample
 from torch_utils.ops import fma
-from torch_utils.ops import modulated_conv_fast
 from torch_utils.ops import upfirdn2d
+
+try:  # this project's fused CPU path; NVIDIA's torch_utils (this file dropped into its repo) has none
+    from torch_utils.ops import modulated_conv_fast, ops_mode
+except ImportError:
+    modulated_conv_fast = ops_mode = None
 
 
 def _map_shape(resolution, square):
@@ -354,7 +358,7 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
 
         flip_weight = (self.up == 1)
-        if modulated_conv_fast.applies(x, w, self.weight, activation=self.activation):
+        if modulated_conv_fast is not None and modulated_conv_fast.applies(x, w, self.weight, activation=self.activation):
             return modulated_conv_fast.modulated_conv_bias_act(
                 x, self.weight, styles, self.bias, noise=noise, up=self.up, padding=self.padding,
                 resample_filter=self.resample_filter, flip_weight=flip_weight, activation=self.activation,
@@ -391,7 +395,7 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
-        if modulated_conv_fast.applies(x, w, self.weight):
+        if modulated_conv_fast is not None and modulated_conv_fast.applies(x, w, self.weight):
             return modulated_conv_fast.modulated_conv_bias_act(
                 x, self.weight, styles, self.bias, demodulate=False, activation='linear', clamp=self.conv_clamp)
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
@@ -467,7 +471,7 @@ class SynthesisBlock(torch.nn.Module):
             force_fp32 = True  # float16 is only used on CUDA, as upstream
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
-        if memory_format == torch.contiguous_format and modulated_conv_fast.applies(ws):
+        if memory_format == torch.contiguous_format and ops_mode is not None and ops_mode.fast_cpu_inference(ws):
             memory_format = torch.preserve_format  # the fused CPU path keeps activations channels-last
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
@@ -556,8 +560,9 @@ class SynthesisNetwork(torch.nn.Module):
                 block_ws.append(ws.narrow(1, w_idx, block.num_conv + block.num_torgb))
                 w_idx += block.num_conv
 
-        if ws.shape[0] > 1 and modulated_conv_fast.applies(ws[:1]):
-            # The fused CPU path takes one image at a time (see modulated_conv_fast).
+        if ws.shape[0] > 1 and not block_kwargs.get('update_emas') and ops_mode is not None \
+                and ops_mode.fast_cpu_inference(ws):
+            # The fused CPU path takes one image at a time (see ops_mode.fast_cpu_inference).
             return torch.cat([self(ws[i:i + 1], **block_kwargs) for i in range(ws.shape[0])])
         x = img = None
         for res, cur_ws in zip(self.block_resolutions, block_ws):

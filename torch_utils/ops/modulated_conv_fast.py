@@ -34,13 +34,8 @@ _FOLDABLE_ACTIVATIONS = ('lrelu', 'linear')  # act(x) * g == act(g * x) for g > 
 
 def applies(x, *tensors, activation='linear'):
     """True when the fused path may replace the reference for these inputs (one image)."""
-    if not ops_mode.use_fast() or activation not in _FOLDABLE_ACTIVATIONS:
-        return False
-    if x.shape[0] != 1 or x.device.type != 'cpu' or x.dtype != torch.float32:
-        return False
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors):
-        return False
-    return True
+    return (activation in _FOLDABLE_ACTIVATIONS and x.shape[0] == 1
+            and ops_mode.fast_cpu_inference(x, *tensors))
 
 
 def demodulation(weight, styles):

@@ -10,6 +10,8 @@ its reference, whatever the mode.
 import contextlib
 import os
 
+import torch
+
 _MODES = ('fast', 'ref')
 _mode = os.environ.get('STYLEGAN_HUMAN_OPS', 'fast').strip().lower() or 'fast'
 if _mode not in _MODES:
@@ -32,6 +34,18 @@ def set_mode(mode):
 def use_fast(impl='cuda'):
     """True when an op called with ``impl`` should take its fast path."""
     return impl != 'ref' and _mode == 'fast'
+
+
+def fast_cpu_inference(x, *tensors):
+    """True for float32 CPU work that needs no gradients, in the fast mode.
+
+    The networks then run a batch image by image: the fast CPU paths are tuned
+    for one image, a larger batch only adds memory, and each image comes out
+    exactly as it does alone.
+    """
+    if not use_fast() or x.device.type != 'cpu' or x.dtype != torch.float32:
+        return False
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors))
 
 
 @contextlib.contextmanager
