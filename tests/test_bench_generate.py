@@ -1,0 +1,42 @@
+"""benchmarks/bench_generate.py runs end to end on tiny networks (no timing assertions)."""
+
+import importlib.util
+import json
+import pathlib
+
+from click.testing import CliRunner
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location('bench_generate', ROOT / 'benchmarks' / 'bench_generate.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_writes_a_complete_table(tmp_path):
+    bench = _bench()
+    out = tmp_path / 'bench.json'
+    result = CliRunner().invoke(bench.main, ['--quick', '--only', 'sg2_quick', '--reps', '1', '--batch', '2',
+                                             '--out', str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data['gemm_gflops'] > 0
+    rows = data['rows']
+    assert [(r['network'], r['batch']) for r in rows] == [('sg2_quick', 1), ('sg2_quick', 2)]
+    for row in rows:
+        assert row['gflop'] > 0 and row['ref'] > 0 and row['fast'] > 0 and row['fast_mb'] > 0
+        assert row['max_diff'] < 1e-3
+    starts = data['cold_start']
+    assert starts['pickle'] > starts['pickle_load'] > 0 and starts['safetensors'] > starts['safetensors_load'] > 0
+    assert starts['pickle_mb'] > starts['safetensors_mb']      # the pickle also holds G and D
+    assert 'cold start to the first image' in result.output
+
+
+def test_reference_flops_grow_with_the_network():
+    bench = _bench()
+    small = bench.reference_flops(bench.build(dict(bench.QUICK['sg2_quick'], img_resolution=32)))
+    large = bench.reference_flops(bench.build(bench.QUICK['sg2_quick']))
+    assert 0 < small < large
