@@ -358,7 +358,9 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
 
         flip_weight = (self.up == 1)
-        if modulated_conv_fast is not None and modulated_conv_fast.applies(x, w, self.weight, activation=self.activation):
+        fast = modulated_conv_fast is not None and modulated_conv_fast.applies(x, w, self.weight,
+                                                                              activation=self.activation)
+        if fast:
             return modulated_conv_fast.modulated_conv_bias_act(
                 x, self.weight, styles, self.bias, noise=noise, up=self.up, padding=self.padding,
                 resample_filter=self.resample_filter, flip_weight=flip_weight, activation=self.activation,
@@ -550,6 +552,10 @@ class SynthesisNetwork(torch.nn.Module):
             setattr(self, f'b{res}', block)
 
     def forward(self, ws, **block_kwargs):
+        if ws.shape[0] > 1 and not block_kwargs.get('update_emas') and ops_mode is not None \
+                and ops_mode.fast_cpu_inference(ws):
+            # The fused CPU path takes one image at a time (see ops_mode.fast_cpu_inference).
+            return torch.cat([self(ws[i:i + 1], **block_kwargs) for i in range(ws.shape[0])])
         with torch.autograd.profiler.record_function('split_ws'):
             misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
             ws = ws.to(torch.float32)
@@ -560,10 +566,6 @@ class SynthesisNetwork(torch.nn.Module):
                 block_ws.append(ws.narrow(1, w_idx, block.num_conv + block.num_torgb))
                 w_idx += block.num_conv
 
-        if ws.shape[0] > 1 and not block_kwargs.get('update_emas') and ops_mode is not None \
-                and ops_mode.fast_cpu_inference(ws):
-            # The fused CPU path takes one image at a time (see ops_mode.fast_cpu_inference).
-            return torch.cat([self(ws[i:i + 1], **block_kwargs) for i in range(ws.shape[0])])
         x = img = None
         for res, cur_ws in zip(self.block_resolutions, block_ws):
             x, img = getattr(self, f'b{res}')(x, img, cur_ws, **block_kwargs)
