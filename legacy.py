@@ -339,7 +339,9 @@ def _normalize(data, force_fp16):
                 data[key] = rebuild_network(value, force_fp16=False)
             except NetworkFileError as err:
                 warnings.warn(f'{key} kept unbuilt: {err}')
-        elif key in ('G', 'D', 'G_ema'):
+        elif key in ('G', 'D', 'G_ema') and value is not None:
+            if not isinstance(value, PersistentRecord):
+                raise NetworkFileError(f'{key} is a {type(value).__name__}, not a network')
             data[key] = rebuild_network(value, force_fp16=force_fp16)
         else:
             data[key] = _rebuild_tree(value, force_fp16)
