@@ -27,7 +27,6 @@ there is none, on the CPU (multi-process through gloo); ``device`` overrides tha
 
 import contextlib
 import copy
-import importlib
 import io
 import json
 import os
@@ -53,44 +52,8 @@ PER_PROCESS_BUFFERS = r'.*\.[^.]+_(avg|ema)'
 # Small utilities.
 
 
-def construct_class_by_name(*args, class_name, **kwargs):
-    """``package.module.Class(*args, **kwargs)`` from its dotted name (dnnlib's helper)."""
-    util_version = getattr(dnnlib.util, 'construct_class_by_name', None)
-    if util_version is not None:
-        return util_version(*args, class_name=class_name, **kwargs)
-    return _object_by_name(class_name)(*args, **kwargs)
-
-
-def _object_by_name(name):
-    """Resolve ``a.b.C`` by importing the longest importable module prefix."""
-    parts = name.split('.')
-    for split in range(len(parts) - 1, 0, -1):
-        module_name = '.'.join(parts[:split])
-        try:
-            obj = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name is not None and not module_name.startswith(err.name):
-                raise  # The module exists but one of its own imports is missing.
-            continue
-        try:
-            for attr in parts[split:]:
-                obj = getattr(obj, attr)
-        except AttributeError:
-            continue
-        return obj
-    raise ValueError(f'cannot find {name!r}: no such module or attribute')
-
-
-def format_time(seconds):
-    """Compact duration: '42s', '3m 07s', '2h 05m 09s', '4d 03h 12m'."""
-    s = int(np.rint(seconds))
-    if s < 60:
-        return f'{s}s'
-    if s < 60 * 60:
-        return f'{s // 60}m {s % 60:02d}s'
-    if s < 24 * 60 * 60:
-        return f'{s // 3600}h {(s // 60) % 60:02d}m {s % 60:02d}s'
-    return f'{s // 86400}d {(s // 3600) % 24:02d}h {(s // 60) % 60:02d}m'
+construct_class_by_name = dnnlib.util.construct_class_by_name
+format_time = dnnlib.util.format_time
 
 
 def default_device(rank=0):
