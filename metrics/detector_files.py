@@ -27,15 +27,12 @@ one line which file, its URL and how to pass it.
 
 import collections
 import dataclasses
-import io
 import os
 import pickle
 
-import numpy as np
 import torch
 import torch._utils
 
-import dnnlib
 from dnnlib import util
 from pti import vgg16_nvidia
 from . import inception
@@ -161,38 +158,17 @@ def _persistent_record(meta):
     return record
 
 
-def _load_storage_from_bytes(data):
-    # torch.storage._load_from_bytes unpickles without restrictions; weights_only does not.
-    return torch.load(io.BytesIO(data), weights_only=True, map_location='cpu')
-
-
 def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, _state):
     return torch._utils._rebuild_parameter(data, requires_grad, backward_hooks)
 
 
 def _allowed_globals():
-    allowed = {
-        ('collections', 'OrderedDict'): collections.OrderedDict,
-        ('builtins', 'set'): set,
-        ('builtins', 'frozenset'): frozenset,
-        ('dnnlib.util', 'EasyDict'): dnnlib.EasyDict,
-        ('dnnlib', 'EasyDict'): dnnlib.EasyDict,
-        ('numpy', 'dtype'): np.dtype,
-        ('numpy', 'ndarray'): np.ndarray,
-        ('torch', 'Size'): torch.Size,
-        ('torch', 'device'): torch.device,
-        ('torch._utils', '_rebuild_tensor_v2'): torch._utils._rebuild_tensor_v2,
-        ('torch._utils', '_rebuild_parameter'): torch._utils._rebuild_parameter,
-        ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter_with_state,
-        ('torch.storage', '_load_from_bytes'): _load_storage_from_bytes,
-        ('torch_utils.persistence', '_reconstruct_persistent_obj'): _persistent_record,
-    }
-    for package in ('numpy.core', 'numpy._core'):  # numpy 1.x and 2.x names
-        allowed[(f'{package}.multiarray', 'scalar')] = np._core.multiarray.scalar
-        allowed[(f'{package}.multiarray', '_reconstruct')] = np._core.multiarray._reconstruct
-    for name in dir(torch):
-        if isinstance(getattr(torch, name, None), torch.dtype):
-            allowed[('torch', name)] = getattr(torch, name)
+    """legacy.py's allow-list for network pickles, with networks kept as inert records here."""
+    import legacy
+    allowed = legacy._allowed_globals()
+    allowed[('torch._utils', '_rebuild_parameter_with_state')] = _rebuild_parameter_with_state
+    allowed[('torch_utils.persistence', '_reconstruct_persistent_obj')] = _persistent_record
+    allowed.pop(('dnnlib.tflib.network', 'Network'), None)
     return allowed
 
 
