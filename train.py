@@ -179,7 +179,7 @@ def _check_metrics_available(metrics):
 @click.option('--target', help='ADA target value for --aug=ada  [default: 0.6]', type=click.FloatRange(min=0, max=1), metavar='FLOAT')
 @click.option('--augpipe', help='Augmentation pipeline  [default: bgc]', type=click.Choice(list(train_config.AUGPIPE_SPECS)))
 # Transfer learning.
-@click.option('--resume', help='Resume from a network pickle: path, URL, model-zoo or ADA source name  [default: noresume]',
+@click.option('--resume', help='Resume from a network pickle: path, URL, model-zoo or ADA source name; a network-snapshot-NNNNNN.pkl goes on counting from its kimg (--kimg is the total)  [default: noresume]',
               metavar='[PATH|URL|NAME]')
 @click.option('--freezed', help='Freeze-D: first layers of D to freeze  [default: 0]', type=click.IntRange(min=0), metavar='INT')
 # StyleGAN3 hyper-parameters.

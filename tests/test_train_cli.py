@@ -246,7 +246,11 @@ def test_resume_by_name_url_and_file(tmp_path):
     pkl = tmp_path / 'net.pkl'
     pkl.write_bytes(b'\x80')
     c, desc = derive(resume=str(pkl))
-    assert c.resume_pkl == str(pkl) and desc.endswith('-resumecustom')
+    assert c.resume_pkl == str(pkl) and desc.endswith('-resumecustom') and c.resume_kimg == 0
+    snapshot = tmp_path / 'network-snapshot-001234.pkl'
+    snapshot.write_bytes(pkl.read_bytes())
+    c, _ = derive(resume=str(snapshot))
+    assert c.resume_kimg == 1234      # counting goes on from the snapshot's kimg
     c, _ = derive(resume='https://example.com/x.pkl')
     assert c.resume_pkl == 'https://example.com/x.pkl'
     c, desc = derive(resume='noresume')

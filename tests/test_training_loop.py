@@ -23,6 +23,7 @@ import legacy
 from torch_utils import training_stats
 from training import loss as loss_module
 from training import training_loop as tl
+from training.train_config import snapshot_kimg
 
 HEIGHT, WIDTH = 32, 16
 THIS = __name__  # Classes below are named by this module's import name in class_name strings.
@@ -270,9 +271,9 @@ def test_resume_continues_counting_and_ema_lerps_resumed_G_ema(sg2_run, tmp_path
     resume_pkl = tmp_path / 'earlier' / 'network-snapshot-000002.pkl'  # as if saved at 2 kimg
     resume_pkl.parent.mkdir()
     resume_pkl.write_bytes((run_dir / 'network-snapshot-000000.pkl').read_bytes())
-    assert tl.snapshot_kimg(resume_pkl) == 2 and tl.snapshot_kimg('G.pkl') is None
+    assert snapshot_kimg(resume_pkl) == 2 and snapshot_kimg('G.pkl') == 0
     tmp_path = tmp_path / 'run'
-    c = run_kwargs(tmp_path, resume_pkl=str(resume_pkl), resume_kimg=tl.snapshot_kimg(resume_pkl),
+    c = run_kwargs(tmp_path, resume_pkl=str(resume_pkl), resume_kimg=snapshot_kimg(resume_pkl),
                    total_kimg=2.002, G_reg_interval=None, D_reg_interval=None)  # exactly one step of 4 images
     tl.training_loop(**c)
     assert sorted(n for n in os.listdir(tmp_path) if n.endswith('.pkl')) == ['network-snapshot-000002.pkl']

@@ -36,6 +36,7 @@ User mistakes raise :class:`OptionsError`, whose message is one line.
 
 import dataclasses
 import os
+import re
 
 import dnnlib
 
@@ -207,6 +208,12 @@ def _check_metrics(metrics):
         raise OptionsError(f'--metrics: unknown metric {bad[0]!r}; use "none" or any of: '
                            f'{", ".join(list_valid())}')
     return metrics
+
+
+def snapshot_kimg(path):
+    """The kimg in a snapshot's file name (``network-snapshot-001234.pkl`` -> 1234); 0 for other names."""
+    match = re.fullmatch(r'network-snapshot-(\d+)\.pkl', os.path.basename(str(path)))
+    return int(match.group(1)) if match else 0
 
 
 def resolve_resume(resume):
@@ -616,6 +623,7 @@ def _resume_options(c, f, flavour):
     if f.resume == 'noresume':
         return '-noresume'
     c.resume_pkl, name = resolve_resume(f.resume)
+    c.resume_kimg = snapshot_kimg(c.resume_pkl)  # a training snapshot: counting goes on from its kimg
     c.ada_kimg = 100        # ADA reacts faster at first.
     c.ema_rampup = None     # The resumed G_ema is already good.
     if flavour == STYLEGAN3:

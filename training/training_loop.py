@@ -30,7 +30,6 @@ import copy
 import io
 import json
 import os
-import re
 import time
 
 import numpy as np
@@ -218,15 +217,6 @@ def resume_networks(resume_pkl, G, D, G_ema, log):
             log(f'{resume_pkl} holds no {name}; it starts from scratch')
             continue
         misc.copy_params_and_buffers(sources[name], module, require_all=False)
-
-
-def snapshot_kimg(path):
-    """The kimg in a snapshot's name (``network-snapshot-001234.pkl`` -> 1234), or None if it has none.
-
-    For resuming: pass it as ``resume_kimg`` so that counting goes on where the snapshot stopped.
-    """
-    match = re.fullmatch(r'network-snapshot-(\d+)\.pkl', os.path.basename(os.fspath(path)))
-    return int(match.group(1)) if match else None
 
 
 def broadcast_from_rank0(modules, num_gpus):
