@@ -44,6 +44,7 @@ training_options.json; -n/--dry-run prints the options and creates nothing.
 """
 
 import json
+import os
 
 import click
 
@@ -92,7 +93,36 @@ def prepare_run(flags, environ=None, cuda_available=None):
     train_config.detect_flavour(flags)  # Flag conflicts before the dataset is read.
     dataset = train_config.open_dataset(flags.data, square=bool(flags.square))
     c, desc = train_config.build_training_options(flags, dataset)
+    if not flags.dry_run:
+        check_resume_network(c)
     return c, desc, env, device_type
+
+
+def check_resume_network(c):
+    """A local --resume file must load (safely) and fit the dataset: fail now, not in every process."""
+    path = c.get('resume_pkl')
+    if not path or not os.path.isfile(path):
+        return  # none, or a URL / zoo name: fetched and checked by the loader at the start of training
+    import legacy
+    try:
+        with open(path, 'rb') as f:
+            data = legacy.load_network_pkl(f)
+    except legacy.NetworkFileError as err:
+        raise OptionsError(f'--resume={path}: {err}') from None
+    G = data.get('G_ema') or data.get('G')
+    if G is None:
+        raise OptionsError(f'--resume={path}: holds no generator (G_ema or G)')
+    dataset = c.training_set_kwargs
+    want = (dataset.resolution, bool(dataset.square))
+    synthesis = getattr(G, 'synthesis', G)
+    have = (getattr(G, 'img_resolution', None), bool(getattr(synthesis, 'square', True)))
+    if have != want:
+        raise OptionsError(f'--resume={path}: its generator makes {_shape(*have)} images, the dataset has '
+                           f'{_shape(*want)}')
+
+
+def _shape(resolution, square):
+    return f'{resolution}x{resolution if square else resolution // 2}'
 
 
 def print_options(c):

@@ -702,3 +702,33 @@ def test_tiny_cpu_training_run_end_to_end(rect_data, tmp_path, monkeypatch):
         img = G(torch.zeros([1, G.z_dim]), torch.zeros([1, G.c_dim]), noise_mode='const')
     assert list(img.shape) == [1, 3, 64, 32]  # A 2:1 network, as --square=False (default) asks.
     assert torch.isfinite(img).all()
+
+
+def test_resume_file_that_does_not_load_or_fit_is_one_line(tmp_path):
+    """A corrupt --resume pickle, or one for another image size, stops before any run dir exists."""
+    import subprocess
+    import sys
+    import torch
+    import legacy
+    from training import networks_stylegan2
+    data = tmp_path / 'data'
+    data.mkdir()
+    for i in range(4):
+        PIL.Image.fromarray(np.full((64, 32, 3), 40 * i, np.uint8)).save(data / f'{i}.png')
+    corrupt = tmp_path / 'corrupt.pkl'
+    corrupt.write_bytes(b'\x80\x04not a pickle')
+    torch.manual_seed(0)
+    G = networks_stylegan2.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=32, img_channels=3,
+                                     channel_base=128, channel_max=16, square=False)
+    other_size = tmp_path / 'network-snapshot-000010.pkl'
+    legacy.save_network_pkl(dict(G=G, G_ema=G, D=None), str(other_size))
+    for resume, message in ((corrupt, 'corrupt.pkl'), (other_size, 'makes 32x16 images, the dataset has 64x32')):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--outdir', str(tmp_path / 'runs'),
+                                 '--data', str(data), '--cfg', 'stylegan2', '--kimg', '1', '--metrics', 'none',
+                                 '--resume', str(resume), '--device', 'cpu'],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1, result.stderr
+        error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(error_lines) == 1 and error_lines[0].startswith('Error: --resume=') and message in error_lines[0]
+        assert 'Traceback' not in result.stderr
+        assert not (tmp_path / 'runs').exists() or not any((tmp_path / 'runs').iterdir())
