@@ -80,14 +80,14 @@ def generate_image(G, seed, psi, noise_mode='const', translate=(0.0, 0.0), rotat
 
 
 def interpolation_frames(G, seed_a, seed_b, steps, space='z', method='lerp', psi=0.8, noise_mode='const'):
-    """Every frame of the walk from seed_a to seed_b (uint8 HWC), both ends included."""
+    """(frames, ws): every frame of the walk from seed_a to seed_b (uint8 HWC), both ends included, and their w."""
     try:
         ws = interpolation.interpolate_latents(G, [int(seed_a), int(seed_b)], num_interps=int(steps), space=space,
                                                method=method, truncation_psi=float(psi),
                                                device=next(G.parameters()).device)
     except ValueError as err:
         raise AppError(str(err)) from None
-    return list(interpolation.render(G, ws, noise_mode=noise_mode))
+    return list(interpolation.render(G, ws, noise_mode=noise_mode)), ws.cpu().numpy()
 
 
 def strip(frames, count=STRIP_FRAMES):
@@ -97,17 +97,21 @@ def strip(frames, count=STRIP_FRAMES):
 
 
 def mixing_grid(G, row_seeds, col_seeds, styles, psi=0.8, noise_mode='const'):
-    """style_mixing.py's grid for these seeds and style layers."""
+    """(grid, latents): style_mixing.py's grid for these seeds and style layers, and the seeds' w."""
     try:
         rows, cols, layers = (cli_common.parse_range(text) for text in (row_seeds, col_seeds, styles))
         images = style_mixing.style_mix(G, rows, cols, layers, truncation_psi=float(psi), noise_mode=noise_mode)
     except ValueError as err:
         raise AppError(str(err)) from None
-    return style_mixing.mixing_grid(images, rows, cols)
+    seeds = list(dict.fromkeys(rows + cols))
+    samples = generate.generate_images(G, seeds, truncation_psi=float(psi), batch_size=1)
+    latents = dict(seed=np.array(seeds), w=np.stack([s.w for s in samples]), row_seeds=np.array(rows),
+                   col_seeds=np.array(cols), styles=np.array(layers))
+    return style_mixing.mixing_grid(images, rows, cols), latents
 
 
 def edited_pair(G, seed, psi, attr, method, strength, directions_root):
-    """(unedited, edited) images of one seed, with edit.py's directions and defaults."""
+    """(unedited, edited, latents) for one seed, with edit.py's directions and defaults."""
     import dnnlib.util
     from edit import methods, published
     sample_image, latents = generate_image(G, seed, psi)
@@ -118,7 +122,7 @@ def edited_pair(G, seed, psi, attr, method, strength, directions_root):
         raise AppError(f'Editing {attr!r} with {method}: {err}') from None
     ws = torch.from_numpy(latents['w']).to(next(G.parameters()).device)
     edited = generate.to_uint8(editor.image(ws, method))[0].cpu().numpy()
-    return sample_image, edited
+    return sample_image, edited, latents
 
 
 def aligned_photo(photo):
@@ -153,36 +157,39 @@ def build_app(networks, default_network='', directions_root=None, workdir=None):
         wrapper.__name__ = fn.__name__
         return wrapper
 
-    def save(path_name, write):
-        path = os.path.join(workdir, path_name)
-        atomic_write(path, write)
+    def save_latents(name, latents):
+        path = os.path.join(workdir, name)
+        atomic_write(path, lambda f: np.savez(f, **latents))
         return path
 
     @shown
     def on_generate(network, seed, psi, noise_mode, tx, ty, rotate, progress=gr.Progress()):
         progress(0, desc='Generating')
         image, latents = generate_image(networks.get(network), seed, psi, noise_mode, (tx, ty), rotate)
-        npz = save(f'seed{int(seed):04d}_latents.npz', lambda f: np.savez(f, **latents))
-        return image, npz
+        return image, save_latents(f'seed{int(seed):04d}_latents.npz', latents)
 
     @shown
     def on_interpolate(network, seed_a, seed_b, steps, space, method, psi, video_format, progress=gr.Progress()):
         progress(0, desc='Rendering frames')
-        frames = interpolation_frames(networks.get(network), seed_a, seed_b, steps, space, method, psi)
+        frames, ws = interpolation_frames(networks.get(network), seed_a, seed_b, steps, space, method, psi)
         from video_io import FrameWriter
         path = os.path.join(workdir, f'interp_{int(seed_a)}_{int(seed_b)}.{video_format}')
         with FrameWriter(path, fps=15) as writer:
             for frame in progress.tqdm(frames, desc='Writing the video'):
                 writer.append(frame)
-        return strip(frames), path
+        name = f'interp_{int(seed_a)}_{int(seed_b)}_latents.npz'
+        return strip(frames), path, save_latents(name, dict(seeds=np.array([int(seed_a), int(seed_b)]), w=ws))
 
     @shown
     def on_mix(network, rows, cols, styles, psi):
-        return mixing_grid(networks.get(network), rows, cols, styles, psi)
+        grid, latents = mixing_grid(networks.get(network), rows, cols, styles, psi)
+        return grid, save_latents('mixing_latents.npz', latents)
 
     @shown
     def on_edit(network, seed, psi, attr, method, strength):
-        return edited_pair(networks.get(network), seed, psi, attr, method, strength, directions_root)
+        before, after, latents = edited_pair(networks.get(network), seed, psi, attr, method, strength,
+                                             directions_root)
+        return before, after, save_latents(f'seed{int(seed):04d}_latents.npz', latents)
 
     @shown
     def on_align(photo):
@@ -217,7 +224,7 @@ def build_app(networks, default_network='', directions_root=None, workdir=None):
             with gr.Row():
                 seed_a = gr.Number(value=85, precision=0, minimum=0, label='From seed', elem_id='int-a')
                 seed_b = gr.Number(value=100, precision=0, minimum=0, label='To seed', elem_id='int-b')
-                steps = gr.Number(value=10, precision=0, minimum=1, maximum=500, label='Steps between',
+                steps = gr.Number(value=10, precision=0, minimum=1, maximum=500, label='Steps (frames = steps + 1)',
                                   elem_id='int-steps')
             with gr.Row():
                 space = gr.Radio(['z', 'w'], value='z', label='Space')
@@ -225,9 +232,11 @@ def build_app(networks, default_network='', directions_root=None, workdir=None):
                 video_format = gr.Radio(['gif', 'mp4'], value='gif', label='Video')
             run = gr.Button('Interpolate', variant='primary', elem_id='int-run')
             strip_image = gr.Image(label=f'{STRIP_FRAMES} frames of the walk', elem_id='int-strip', **image_kw)
-            video = gr.File(label='Video', elem_id='int-video')
+            with gr.Row():
+                video = gr.File(label='Video', elem_id='int-video')
+                walk_latents = gr.File(label='Latents (w of every frame)')
             run.click(on_interpolate, [network, seed_a, seed_b, steps, space, method, psi, video_format],
-                      [strip_image, video])
+                      [strip_image, video, walk_latents])
 
         with gr.Tab('Style mixing'):
             with gr.Row():
@@ -236,7 +245,8 @@ def build_app(networks, default_network='', directions_root=None, workdir=None):
                 styles = gr.Textbox(value='0-6', label='Layers taken from the columns', elem_id='mix-styles')
             run = gr.Button('Mix', variant='primary', elem_id='mix-run')
             grid = gr.Image(label='Grid', elem_id='mix-grid', **image_kw)
-            run.click(on_mix, [network, rows, cols, styles, psi], grid)
+            mix_latents = gr.File(label='Latents (w of every seed)')
+            run.click(on_mix, [network, rows, cols, styles, psi], [grid, mix_latents])
 
         with gr.Tab('Edit'):
             with gr.Row():
@@ -248,7 +258,8 @@ def build_app(networks, default_network='', directions_root=None, workdir=None):
             with gr.Row():
                 before = gr.Image(label='Before', **image_kw)
                 after = gr.Image(label='After', **image_kw)
-            run.click(on_edit, [network, edit_seed, psi, attr, edit_method, strength], [before, after])
+            edit_latents = gr.File(label='Latents (seed, z, w)')
+            run.click(on_edit, [network, edit_seed, psi, attr, edit_method, strength], [before, after, edit_latents])
 
         with gr.Tab('Align a photo'):
             photo = gr.Image(label='Photo of one person, whole body', type='numpy', format='png')
