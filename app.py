@@ -11,6 +11,7 @@ time (a second browser tab waits its turn); errors appear as a message in the
 page. The server listens on 127.0.0.1 only unless --host says otherwise.
 """
 
+import functools
 import os
 import tempfile
 import threading
@@ -148,13 +149,16 @@ def build_app(networks, default_network='', directions_root=None, workdir=None):
     workdir = workdir or tempfile.mkdtemp(prefix='stylegan_human_app_')
 
     def shown(fn):
-        """Run ``fn`` for the page: a user error becomes a message there, not a stack trace."""
-        def wrapper(*args):
+        """Run ``fn`` for the page: a user error becomes a message there, not a stack trace.
+
+        functools.wraps keeps fn's signature visible, so Gradio still passes its progress tracker.
+        """
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
             try:
-                return fn(*args)
+                return fn(*args, **kwargs)
             except AppError as err:
                 raise gr.Error(str(err)) from None
-        wrapper.__name__ = fn.__name__
         return wrapper
 
     def save_latents(name, latents):
