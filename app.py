@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import cli_common
+import dnnlib.util
 import generate
 import interpolation
 import legacy
@@ -61,7 +62,7 @@ class Networks:
                 G = legacy.load_exported_network(name)
             else:
                 G = legacy.load_network(name, verbose=False)['G_ema']
-        except (legacy.NetworkFileError, OSError) as err:
+        except (legacy.NetworkFileError, OSError, dnnlib.util.DownloadError) as err:
             raise AppError(f'Network {name}: {err}') from None
         except KeyError:
             raise AppError(f'Network {name}: the file holds no G_ema') from None
@@ -113,7 +114,6 @@ def mixing_grid(G, row_seeds, col_seeds, styles, psi=0.8, noise_mode='const'):
 
 def edited_pair(G, seed, psi, attr, method, strength, directions_root):
     """(unedited, edited, latents) for one seed, with edit.py's directions and defaults."""
-    import dnnlib.util
     from edit import methods, published
     sample_image, latents = generate_image(G, seed, psi)
     try:
