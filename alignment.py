@@ -37,18 +37,6 @@ def parse_size(text):
     return min(numbers), max(numbers)
 
 
-class SizeType(click.ParamType):
-    name = 'WxH'
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_size(value)
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
 def keypoints_record(aligned, source_name, backend_names):
     """What --save-keypoints writes: COCO-18 keypoints in output pixels and how the crop was made."""
     box = aligned.box
@@ -102,7 +90,7 @@ def align_folder(image_folder, output_folder, backend, size=(512, 1024), recursi
               help='Folder of photos (or one photo file)')
 @click.option('--output-folder', 'output_folder', default='results', show_default=True, metavar='DIR',
               help='Where to write the aligned images (subfolders are mirrored)')
-@click.option('--size', type=SizeType(), default='512x1024', show_default=True,
+@click.option('--size', type=cli_common.ParsedType('WxH', parse_size), default='512x1024', show_default=True,
               help='Output size, width x height at 1:2: 512x1024 for the 1024 models, 256x512 for the 512 ones')
 @click.option('--pose', type=click.Choice(POSE_BACKENDS), default='mediapipe', show_default=True,
               help='Keypoint detector: MediaPipe (built in) or OpenPose (needs --openpose-weights)')

@@ -112,6 +112,22 @@ class Vec2Type(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
+class ParsedType(click.ParamType):
+    """Click option type from a parse function that raises ValueError with a readable message."""
+
+    def __init__(self, name, parse):
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value  # a default that is already parsed
+        try:
+            return self._parse(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
 SEEDS = RangeType()
 VEC2 = Vec2Type()
 

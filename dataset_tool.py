@@ -543,37 +543,13 @@ def _reason(err):
 # Command line
 
 
-class ResolutionType(click.ParamType):
-    name = 'WxH'
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_resolution(value)
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
-class ColorType(click.ParamType):
-    name = 'color'
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            return parse_color(value)
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
 @click.command(cls=cli_common.Command, help=__doc__)
 @click.option('--source', help='Folder or .zip of input images', required=True, metavar='PATH')
 @click.option('--dest', help='Output .zip or folder', required=True, metavar='PATH')
 @click.option('--max-images', help='Output only up to `max-images` images', type=click.IntRange(min=1), default=None)
 @click.option('--transform', help='How images become the output size (see above)', type=click.Choice(TRANSFORMS))
 @click.option('--resolution', help="Output size, width x height (e.g. '512x1024'), or a height", metavar='WxH',
-              type=ResolutionType())
+              type=cli_common.ParsedType('WxH', parse_resolution))
 @click.option('--width', help='Output width', type=click.IntRange(min=1))
 @click.option('--height', help='Output height', type=click.IntRange(min=1))
 @click.option('--aspect', help='Output shape when only a height (or width) is given [default: 2:1]',
@@ -583,7 +559,7 @@ class ColorType(click.ParamType):
 @click.option('--img-format', help='Output colour: keep (grayscale stays 1 channel unless mixed with colour), L or RGB',
               type=click.Choice(['keep', 'L', 'RGB']), default='keep', show_default=True)
 @click.option('--pad-color', help='Fill of --transform pad and of transparent pixels: white, black, R,G,B',
-              type=ColorType(), default='white', show_default=True)
+              type=cli_common.ParsedType('color', parse_color), default='white', show_default=True)
 @click.option('--overwrite', help='Replace an existing --dest', is_flag=True)
 @cli_common.user_errors
 def convert_dataset(source, dest, max_images, transform, resolution, width, height, aspect, resize_filter,

@@ -1,5 +1,8 @@
 """Batch size by free memory, the widest-layer probe, and the allocator setting."""
 
+import os
+import platform
+
 import torch
 
 import generate
@@ -19,7 +22,11 @@ def test_pick_batch_size_uses_half_the_free_memory(monkeypatch):
 
 def test_available_bytes_on_this_machine():
     free = memory.available_bytes('cpu')
-    assert free is None or free > 0
+    if not os.path.exists('/proc/meminfo'):
+        assert free is None
+        return
+    total = next(int(line.split()[1]) * 1024 for line in open('/proc/meminfo') if line.startswith('MemTotal:'))
+    assert 0 < free <= total
 
 
 def test_widest_output_reports_the_largest_per_image_tensor():
@@ -47,5 +54,6 @@ def test_generate_picks_the_batch_after_the_first_image(monkeypatch, fixtures_di
     assert abs(samples[2].image.astype(int) - alone.image.astype(int)).max() <= 1
 
 
-def test_reuse_freed_memory_reports_whether_it_applied():
-    assert allocator.reuse_freed_memory() in (True, False)
+def test_reuse_freed_memory_applies_on_glibc_linux():
+    on_glibc = platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
+    assert allocator.reuse_freed_memory() is on_glibc
