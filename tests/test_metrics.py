@@ -8,7 +8,6 @@ The end-to-end runs use a small stand-in feature network (injected through
 import json
 import os
 import pickle
-import socket
 import warnings
 
 import numpy as np
@@ -29,6 +28,7 @@ from metrics import metric_utils
 from metrics import perceptual_path_length as ppl_module
 from metrics import precision_recall as pr_module
 from torch_utils import persistence
+from training import launch
 from training import networks_stylegan2
 
 HEIGHT, WIDTH = 32, 16
@@ -565,8 +565,8 @@ def test_report_metric_appends_a_json_line(tmp_path, capsys):
 # Several ranks (torch.distributed on CPU, gloo)
 
 
-def _rank_worker(rank, port, data, out):
-    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+def _rank_worker(rank, init_method, data, out):
+    torch.distributed.init_process_group('gloo', init_method=init_method, rank=rank, world_size=2)
     try:
         opts = metric_utils.MetricOptions(dataset_kwargs=dataset_kwargs(data), num_gpus=2, rank=rank, device='cpu',
                                           cache=False, detectors={'inception': StandInDetector()})
@@ -578,16 +578,16 @@ def _rank_worker(rank, port, data, out):
                                          num_gpus=2, rank=rank, device='cpu', cache=False,
                                          detectors={'inception': StandInDetector()}, num_gen=8)
         np.savez(os.path.join(out, f'rank{rank}.npz'), features=stats.get_all(), fid=result.results.fid50k_full)
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
 
 def test_two_ranks_share_the_work_and_agree(tmp_path):
     data = write_dataset(tmp_path / 'data', num_images=11)
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_rank_worker, args=(port, data, str(tmp_path)), nprocs=2)
+    # The same rendezvous as train.py's spawned processes (a file store: no server thread to outlive).
+    init_method = launch.file_init_method(str(tmp_path))
+    torch.multiprocessing.spawn(_rank_worker, args=(init_method, data, str(tmp_path)), nprocs=2)
     single = metric_utils.compute_feature_stats_for_dataset(
         metric_utils.MetricOptions(dataset_kwargs=dataset_kwargs(data), device='cpu', cache=False,
                                    detectors={'inception': StandInDetector()}),

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import pickle
-import socket
 import sys
 import types
 
@@ -21,6 +20,7 @@ import torch
 import dnnlib
 import legacy
 from torch_utils import training_stats
+from training import launch
 from training import loss as loss_module
 from training import training_loop as tl
 from training.train_config import snapshot_kimg
@@ -587,15 +587,9 @@ def test_format_time():
 # Two processes (gloo on the CPU): all ranks end with the same weights.
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _two_process_worker(rank, port, run_dir, out_dir):
+def _two_process_worker(rank, init_method, run_dir, out_dir):
     torch.set_num_threads(1)
-    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+    torch.distributed.init_process_group('gloo', init_method=init_method, rank=rank, world_size=2)
     original = tl.snapshot_networks
 
     def snapshot_and_record(G, D, G_ema, augment_pipe, training_set_kwargs, num_gpus):
@@ -609,6 +603,7 @@ def _two_process_worker(rank, port, run_dir, out_dir):
         c = run_kwargs(run_dir, num_gpus=2, rank=rank, batch_size=4, batch_gpu=2, total_kimg=0.016,
                        kimg_per_tick=1, image_snapshot_ticks=None, network_snapshot_ticks=100)
         tl.training_loop(**c)
+        torch.distributed.barrier()  # As launch.py does before tearing down.
     finally:
         torch.distributed.destroy_process_group()
 
@@ -616,7 +611,8 @@ def _two_process_worker(rank, port, run_dir, out_dir):
 def test_two_processes_keep_identical_weights(tmp_path):
     run_dir, out_dir = tmp_path / 'run', tmp_path / 'out'
     out_dir.mkdir()
-    torch.multiprocessing.spawn(_two_process_worker, args=(_free_port(), str(run_dir), str(out_dir)), nprocs=2)
+    init_method = launch.file_init_method(str(out_dir))  # train.py's rendezvous for spawned processes.
+    torch.multiprocessing.spawn(_two_process_worker, args=(init_method, str(run_dir), str(out_dir)), nprocs=2)
     states = []
     for rank in range(2):
         with open(out_dir / f'rank{rank}.pkl', 'rb') as f:

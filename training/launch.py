@@ -232,6 +232,7 @@ def _spawned_process(rank, c, world_size, device_type, init_method, loop_fn):
     try:
         train_in_this_process(c, rank=rank, world_size=world_size, device_type=device_type,
                               local_rank=rank, local_world_size=world_size, loop_fn=loop_fn)
+        torch.distributed.barrier()  # Nobody tears down its connections while a peer still uses them.
     finally:
         torch.distributed.destroy_process_group()
 
@@ -268,6 +269,7 @@ def launch_torchrun(c, env, device_type, outdir, desc, loop_fn=None):
         c.run_dir = _shared_run_dir(c, env, outdir, desc)
         train_in_this_process(c, rank=env.rank, world_size=env.world_size, device_type=device_type,
                               local_rank=env.local_rank, local_world_size=env.local_world_size, loop_fn=loop_fn)
+        torch.distributed.barrier()  # Nobody tears down its connections while a peer still uses them.
     finally:
         torch.distributed.destroy_process_group()
 
