@@ -5,7 +5,9 @@ traceback: scripts raise :class:`UserError`, and :func:`user_errors` turns the
 loader's and downloader's own errors into it.
 """
 
+import atexit
 import functools
+import gc
 import re
 
 import click
@@ -39,6 +41,8 @@ def user_errors(fn):
         except ImportError:
             pass
         allocator.reuse_freed_memory()  # a script's tensors come and go layer by layer: keep their memory
+        if fn.__module__ == '__main__':
+            _skip_collecting_startup_objects()
         try:
             return fn(*args, **kwargs)
         except known as err:
@@ -47,6 +51,17 @@ def user_errors(fn):
             where = f'{err.filename}: ' if err.filename else ''
             raise UserError(f'{where}{err.strerror or err}') from None
     return wrapper
+
+
+def _skip_collecting_startup_objects():
+    """Run as a script: exempt everything imported so far from the cyclic garbage collector.
+
+    Importing torch creates over 10^5 objects that live until the end; each full collection
+    walks all of them, and the one at interpreter exit alone takes about half a second on a
+    2-core CPU. Freezing them now, and everything again at exit, skips that work.
+    """
+    gc.freeze()
+    atexit.register(gc.freeze)
 
 
 # ----------------------------------------------------------------------------

@@ -223,6 +223,7 @@ def _take(net, name, transform, our_name, out, expect=None):
 
 
 def _convert_generator(net):
+    from legacy import construct_for_loading
     from training import networks_stylegan1
 
     if net.build_func_name != 'G_style':
@@ -282,7 +283,7 @@ def _convert_generator(net):
             use_wscale=bool(synthesis.option('use_wscale', True)),
         ),
     )
-    G = networks_stylegan1.Generator(**kwargs)
+    G = construct_for_loading(networks_stylegan1.Generator, (), kwargs)  # every tensor is set below
     broadcast = mapping.option('dlatent_broadcast', G.num_ws)
     if broadcast != G.num_ws:
         raise _error(f'{mapping.what}: dlatent_broadcast is {broadcast}, but the synthesis network has '
@@ -342,6 +343,7 @@ def _convert_generator(net):
 
 
 def _convert_discriminator(net):
+    from legacy import construct_for_loading
     from training import networks_stylegan1
 
     if net.build_func_name != 'D_basic':
@@ -370,12 +372,12 @@ def _convert_discriminator(net):
     c_dim = label_size if label_size else (dense1[1] if dense1[1] > 1 else 0)
     structure = _structure(net, 'FromRGB_lod1/weight')
 
-    D = networks_stylegan1.Discriminator(
+    D = construct_for_loading(networks_stylegan1.Discriminator, (), dict(
         c_dim=int(c_dim), img_resolution=2 ** log2, img_channels=int(net.shape('FromRGB_lod0/weight', 4)[2]),
         square=square, channels=[int(c) for c in channels], dense_features=int(dense0[1]), structure=structure,
         fused_scale=_fused_scale(net), blur_filter=_blur_filter(net),
         mbstd_group_size=mbstd_group_size, mbstd_num_channels=int(max(mbstd_channels, 1)),
-        activation=_activation(net, 'nonlinearity'), use_wscale=bool(net.option('use_wscale', True)))
+        activation=_activation(net, 'nonlinearity'), use_wscale=bool(net.option('use_wscale', True))))
 
     out = {}
     expected = dict(D.named_parameters())

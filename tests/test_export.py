@@ -1,0 +1,177 @@
+"""The .safetensors export: one self-contained file, taken by every script, loaded without random init."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+import cli_common
+import export_network
+import generate
+import legacy
+from conftest import ROOT
+
+pytest.importorskip('safetensors')
+
+
+def run(command, *args):
+    return CliRunner().invoke(command.main, [str(a) for a in args])
+
+
+@pytest.fixture
+def exported(fixtures_dir, tmp_path):
+    out = tmp_path / 'export' / 'g.safetensors'
+    result = run(export_network, '--network', fixtures_dir / 'networks' / 'sg3r_rect64.pkl', '--out', out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_generate_takes_the_export_and_makes_the_same_images(fixtures_dir, exported, tmp_path):
+    for name, network in (('pkl', fixtures_dir / 'networks' / 'sg3r_rect64.pkl'), ('st', exported)):
+        result = run(generate, '--network', network, '--seeds', '0,5', '--trunc', 0.7, '--outdir', tmp_path / name)
+        assert result.exit_code == 0, result.output
+    for seed in ('0000', '0005'):
+        assert (tmp_path / 'pkl' / f'seed{seed}.png').read_bytes() == (tmp_path / 'st' / f'seed{seed}.png').read_bytes()
+
+
+def test_the_export_needs_no_side_file(exported, tmp_path):
+    config = json.loads(exported.with_suffix('.json').read_text())   # the readable copy
+    assert config['class_name'] == 'Generator' and config['family'] == 'networks_stylegan3'
+    alone = tmp_path / 'alone' / 'renamed.bin'                        # no .json, no .safetensors name
+    alone.parent.mkdir()
+    alone.write_bytes(exported.read_bytes())
+    G = legacy.load_network(alone)['G_ema']
+    reference = legacy.load_exported_network(exported)
+    z = torch.randn([2, G.z_dim])
+    assert torch.equal(G(z, None, noise_mode='const'), reference(z, None, noise_mode='const'))
+
+
+def test_an_export_with_only_the_side_file_still_loads(exported, tmp_path):
+    """Exports written before the config moved into the file: plain safetensors plus .json."""
+    from safetensors.torch import load_file, save_file
+    old = tmp_path / 'old.safetensors'
+    save_file(load_file(exported), old)
+    (tmp_path / 'old.json').write_text(exported.with_suffix('.json').read_text())
+    G = legacy.load_network(old)['G_ema']
+    assert type(G).__name__ == 'Generator'
+    os.remove(tmp_path / 'old.json')
+    with pytest.raises(legacy.NetworkFileError, match='not a StyleGAN-Human export .*old.json'):
+        legacy.load_network(old)
+
+
+def test_foreign_and_damaged_safetensors_are_one_line(exported, tmp_path):
+    from safetensors.torch import save_file
+    foreign = tmp_path / 'foreign.safetensors'
+    save_file({'weight': torch.zeros(3)}, foreign, metadata={'stylegan_human_export': json.dumps({'format': 'x'})})
+    with pytest.raises(legacy.NetworkFileError, match='not a StyleGAN-Human export config'):
+        legacy.load_network(foreign)
+    cut = tmp_path / 'cut.safetensors'
+    cut.write_bytes(exported.read_bytes()[:1000])
+    result = run(generate, '--network', cut, '--seeds', '0', '--outdir', tmp_path / 'out')
+    assert result.exit_code == 1 and 'cannot read export' in result.output and 'Traceback' not in result.output
+    assert not (tmp_path / 'out').exists()
+
+
+def test_export_cli_picks_the_network_and_checks_its_arguments(fixtures_dir, tmp_path):
+    pkl = fixtures_dir / 'networks' / 'sg2_rect64.pkl'
+    result = run(export_network, '--network', pkl, '--which', 'D', '--out', tmp_path / 'd.safetensors')
+    assert result.exit_code == 0, result.output
+    D = legacy.load_exported_network(tmp_path / 'd.safetensors')
+    original = legacy.load_network(pkl)['D']
+    img = torch.randn([2, 3, 64, 32])
+    assert torch.equal(D(img, None), original(img, None))
+
+    result = run(export_network, '--network', tmp_path / 'd.safetensors', '--which', 'D', '--out', tmp_path / 'x.safetensors')
+    assert result.exit_code == 1 and 'holds no D network (it has G_ema)' in result.output
+    result = run(export_network, '--network', pkl, '--out', tmp_path / 'g.pt')
+    assert result.exit_code == 1 and 'must end in .safetensors' in result.output
+    assert sorted(os.listdir(tmp_path)) == ['d.json', 'd.safetensors']
+
+
+def test_force_fp16_applies_to_exports(fixtures_dir, exported):
+    assert legacy.load_network(exported)['G_ema'].init_kwargs['num_fp16_res'] == 2   # StyleGAN3: flat kwargs
+    G = legacy.load_network(exported, force_fp16=True)['G_ema']
+    assert G.init_kwargs['num_fp16_res'] == 4 and G.init_kwargs['conv_clamp'] == 256
+
+
+# ----------------------------------------------------------------------------
+# Loading skips drawing random initial weights, for this thread only.
+
+
+def test_loading_leaves_torch_randn_as_it_was(fixtures_dir):
+    before = torch.randn
+    torch.manual_seed(0)
+    expected = torch.randn(4)
+    torch.manual_seed(0)
+    legacy.load_network(fixtures_dir / 'networks' / 'sg2_rect64.pkl')
+    assert torch.randn is before
+    assert torch.equal(torch.randn(4), expected)   # loading drew nothing from the generator either
+
+
+def test_other_threads_keep_real_random_numbers_while_one_loads():
+    started, release, drawn = threading.Event(), threading.Event(), []
+
+    class Slow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            started.set()
+            release.wait(10)
+            self.weight = torch.nn.Parameter(torch.randn(8))
+
+    loader = threading.Thread(target=legacy.construct_for_loading, args=(Slow, (), {}))
+    loader.start()
+    started.wait(10)
+    torch.manual_seed(1)
+    drawn.append(torch.randn(10000))   # while the loader thread is inside its constructor
+    release.set()
+    loader.join()
+    torch.manual_seed(1)
+    assert torch.equal(drawn[0], torch.randn(10000))
+    assert 0.9 < drawn[0].std() < 1.1
+
+
+def test_a_failing_constructor_restores_randn():
+    before = torch.randn
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            raise TypeError('bad argument')
+
+    with pytest.raises(TypeError):
+        legacy.construct_for_loading(Broken, (), {})
+    assert torch.randn is before
+
+
+# ----------------------------------------------------------------------------
+# Scripts exempt their start-up objects from the garbage collector, libraries do not.
+
+
+def test_only_a_script_run_as_main_freezes_the_collector(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli_common, '_skip_collecting_startup_objects', lambda: calls.append(1))
+
+    def command():
+        return 'done'
+
+    assert cli_common.user_errors(command)() == 'done' and calls == []
+    command.__module__ = '__main__'
+    assert cli_common.user_errors(command)() == 'done' and calls == [1]
+
+
+def test_generate_as_a_script_from_an_export(exported, tmp_path):
+    out = tmp_path / 'out'
+    proc = subprocess.run([sys.executable, str(ROOT / 'generate.py'), '--network', str(exported), '--seeds', '3',
+                           '--outdir', str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert run(generate, '--network', exported, '--seeds', '3', '--outdir', tmp_path / 'in_process').exit_code == 0
+    image = np.asarray(PIL.Image.open(out / 'seed0003.png'))
+    assert image.shape == (64, 32, 3)
+    assert np.array_equal(image, np.asarray(PIL.Image.open(tmp_path / 'in_process' / 'seed0003.png')))
