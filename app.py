@@ -58,10 +58,7 @@ class Networks:
 
     def _load(self, name):
         try:
-            if name.endswith('.safetensors'):
-                G = legacy.load_exported_network(name)
-            else:
-                G = legacy.load_network(name, verbose=False)['G_ema']
+            G = legacy.load_network(name, verbose=False)['G_ema']   # .safetensors exports too
         except (legacy.NetworkFileError, OSError, dnnlib.util.DownloadError) as err:
             raise AppError(f'Network {name}: {err}') from None
         except KeyError:

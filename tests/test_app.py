@@ -5,6 +5,7 @@ import pytest
 
 import app
 import generate
+import legacy
 import style_mixing
 
 
@@ -18,6 +19,14 @@ def test_generate_image_and_latents_match_generate_py(fixtures_dir):
     np.testing.assert_array_equal(image, want.image)
     np.testing.assert_array_equal(latents['w'][0], want.w)
     assert int(latents['seed'][0]) == 4
+
+
+def test_an_export_gives_the_same_person(fixtures_dir, tmp_path):
+    networks = app.Networks('cpu')
+    pkl = str(fixtures_dir / 'networks' / 'sg2_rect64.pkl')
+    legacy.export_network(networks.get(pkl), tmp_path / 'g.safetensors')
+    from_export, _ = app.generate_image(networks.get(str(tmp_path / 'g.safetensors')), 2, 0.7)
+    np.testing.assert_array_equal(from_export, app.generate_image(networks.get(pkl), 2, 0.7)[0])
 
 
 def test_strip_keeps_first_and_last_frames():

@@ -20,7 +20,7 @@ def test_quick_run_writes_a_complete_table(tmp_path):
     bench = _bench()
     out = tmp_path / 'bench.json'
     result = CliRunner().invoke(bench.main, ['--quick', '--only', 'sg2_quick', '--reps', '1', '--batch', '2',
-                                             '--out', str(out)])
+                                             '--cold-reps', '1', '--out', str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data['gemm_gflops'] > 0
@@ -31,6 +31,7 @@ def test_quick_run_writes_a_complete_table(tmp_path):
         assert row['max_diff'] < 1e-3
     starts = data['cold_start']
     assert starts['pickle'] > starts['pickle_load'] > 0 and starts['safetensors'] > starts['safetensors_load'] > 0
+    assert starts['import_torch'] > 0
     assert starts['pickle_mb'] > starts['safetensors_mb']      # the pickle also holds G and D
     assert 'cold start to the first image' in result.output
 
