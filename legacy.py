@@ -537,12 +537,15 @@ def load_exported_network(path, force_fp16=False):
                    'networks_stylegan1': 'training.networks_stylegan1'}.get(config.get('family'))
     import importlib
     cls = getattr(importlib.import_module(module_name), str(config.get('class_name')), None) if module_name else None
-    if cls is None:
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise NetworkFileError(f'{path}: unknown network {config.get("family")}.{config.get("class_name")}')
     kwargs = dnnlib.EasyDict(config.get('init_kwargs', {}))
     if force_fp16 and config['class_name'] in ('Generator', 'Discriminator') and config['family'] != 'networks_stylegan1':
         _force_fp16_kwargs(kwargs)
-    module = construct_for_loading(cls, config.get('init_args', []), kwargs)
+    try:
+        module = construct_for_loading(cls, config.get('init_args', []), kwargs)
+    except (TypeError, ValueError, KeyError) as err:
+        raise NetworkFileError(f'{path}: cannot rebuild {config["class_name"]}: {err}') from None
     copy_tensors_into(module, tensors, what=config['class_name'])
     return module.eval().requires_grad_(False)
 

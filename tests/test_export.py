@@ -72,6 +72,16 @@ def test_foreign_and_damaged_safetensors_are_one_line(exported, tmp_path):
     save_file({'weight': torch.zeros(3)}, foreign, metadata={'stylegan_human_export': json.dumps({'format': 'x'})})
     with pytest.raises(legacy.NetworkFileError, match='not a StyleGAN-Human export config'):
         legacy.load_network(foreign)
+    for family, class_name in (('networks_stylegan2', 'persistence'), ('os', 'system')):
+        config = dict(format='stylegan-human-export', family=family, class_name=class_name, init_args=['echo'])
+        save_file({'weight': torch.zeros(3)}, foreign, metadata={'stylegan_human_export': json.dumps(config)})
+        with pytest.raises(legacy.NetworkFileError, match='unknown network'):
+            legacy.load_network(foreign)
+    config = dict(format='stylegan-human-export', family='networks_stylegan2', class_name='Generator',
+                  init_args=[], init_kwargs={'bogus': 1})
+    save_file({'weight': torch.zeros(3)}, foreign, metadata={'stylegan_human_export': json.dumps(config)})
+    with pytest.raises(legacy.NetworkFileError, match='cannot rebuild Generator'):
+        legacy.load_network(foreign)
     cut = tmp_path / 'cut.safetensors'
     cut.write_bytes(exported.read_bytes()[:1000])
     result = run(generate, '--network', cut, '--seeds', '0', '--outdir', tmp_path / 'out')
