@@ -61,14 +61,6 @@ from training.dataset import DatasetError
 # ----------------------------------------------------------------------------
 
 
-def parse_comma_separated_list(s):
-    if isinstance(s, list):
-        return s
-    if s is None or s.lower() == 'none' or s == '':
-        return []
-    return [x.strip() for x in s.split(',') if x.strip()]
-
-
 def image_shape_of(G):
     """[C, H, W] of the network's images (2:1 unless it says it is square)."""
     height = G.img_resolution
@@ -201,7 +193,7 @@ def check_gpus(gpus, device):
 @click.command(cls=cli_common.Command, help=__doc__)
 @click.option('network_pkl', '--network', help='Network pickle filename, URL or model-zoo name', metavar='PATH',
               required=True)
-@click.option('--metrics', help='Quality metrics', metavar='[NAME|A,B,C|none]', type=parse_comma_separated_list,
+@click.option('--metrics', help='Quality metrics', metavar='[NAME|A,B,C|none]', type=cli_common.NAME_LIST,
               default='fid50k_full', show_default=True)
 @click.option('--data', help='Dataset to evaluate against  [default: look up]', metavar='[ZIP|DIR]')
 @click.option('--mirror', help='Enable dataset x-flips  [default: look up]', type=bool, metavar='BOOL')

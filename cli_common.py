@@ -143,8 +143,16 @@ class ParsedType(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
+def parse_name_list(text):
+    """'a, b,c' -> ['a', 'b', 'c']; 'none' or '' -> [] (upstream's --metrics)."""
+    if text.strip().lower() in ('', 'none'):
+        return []
+    return [item.strip() for item in text.split(',') if item.strip()]
+
+
 SEEDS = RangeType()
 VEC2 = Vec2Type()
+NAME_LIST = ParsedType('list', parse_name_list)
 
 
 # ----------------------------------------------------------------------------

@@ -54,18 +54,6 @@ from training import train_config
 from training.train_config import OptionsError
 
 
-class CommaSeparatedList(click.ParamType):
-    """'a,b,c' -> ['a', 'b', 'c']; 'none' or '' -> []."""
-    name = 'list'
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (list, tuple)):
-            return list(value)
-        if value is None or value.strip().lower() == 'none' or value.strip() == '':
-            return []
-        return [item.strip() for item in value.split(',') if item.strip()]
-
-
 def _kimg_type():
     return click.FloatRange(min=0, min_open=True)
 
@@ -186,7 +174,7 @@ def _check_metrics_available(metrics):
 @click.option('--gpus', help='Number of GPUs (processes) to use  [default: 1]', type=click.IntRange(min=1), metavar='INT')
 @click.option('--snap', help='How often to save snapshots  [default: 50 ticks]', type=click.IntRange(min=1), metavar='TICKS')
 @click.option('--metrics', help='Quality metrics: comma-separated list or "none"  [default: fid50k_full]',
-              type=CommaSeparatedList(), metavar='[NAME|A,B,C|none]')
+              type=cli_common.NAME_LIST, metavar='[NAME|A,B,C|none]')
 @click.option('--seed', help='Random seed  [default: 0]', type=click.IntRange(min=0), metavar='INT')
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 # Dataset.

@@ -1,4 +1,4 @@
-"""Test helpers: rewrite official pickles, compare against upstream references."""
+"""Test helpers: rewrite official pickles, compare against upstream references, check CLI errors."""
 
 import json
 import pickle
@@ -73,3 +73,13 @@ def check_against_refs(G, refs, seeds, w_tol=1e-4, raw_tol=1e-3):
                 assert np.abs(img.astype(int) - img_ref.astype(int)).max() <= 1, (seed, psi, noise)
                 checked += 1
     return checked
+
+
+def one_line_failure(result, *words):
+    """A click run that failed as a user mistake should: exit 1, one ``Error:`` line naming ``words``, no traceback."""
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and 'Traceback' not in result.output, result.output
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 import calc_metrics
 import dnnlib
 import legacy
+from helpers import one_line_failure
 from metrics import detector_files
 from metrics import metric_utils
 from test_metrics import HEIGHT, StandInDetector, dataset_kwargs, tiny_generator, write_dataset
@@ -59,16 +60,6 @@ def json_lines(output):
         if line.startswith('{"results"'):
             records.append(json.loads(line))
     return records
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    assert 'Traceback' not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1, result.output
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def test_metrics_of_a_pretrained_pickle_are_printed(setup):
@@ -153,7 +144,7 @@ def test_bad_inputs_give_one_line_and_exit_code_1(setup, monkeypatch, case):
     args = []
     for key, value in good.items():
         args += [f'--{key}', value]
-    assert_one_line_error(run(*args, '--verbose', 'false', '--device', 'cpu'), *needles)
+    one_line_failure(run(*args, '--verbose', 'false', '--device', 'cpu'), *needles)
 
 
 def test_the_script_itself_exits_1_with_one_line(tmp_path):

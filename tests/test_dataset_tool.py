@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import dataset_tool
+from helpers import one_line_failure
 from training.dataset import ImageFolderDataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,15 +46,6 @@ def read_zip(path):
         meta = json.loads(zf.read('dataset.json'))
         assert all(info.compress_type == zipfile.ZIP_STORED for info in zf.infolist())
     return images, meta
-
-
-def one_line_failure(result, *words):
-    assert result.exit_code == 1, result.output
-    error = [line for line in result.output.splitlines() if line.startswith('Error:')]
-    assert len(error) == 1 and 'Traceback' not in result.output, result.output
-    for word in words:
-        assert word in error[0], error[0]
-    return error[0]
 
 
 @pytest.fixture

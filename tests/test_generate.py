@@ -143,6 +143,11 @@ def test_parse_range():
             cli_common.parse_range(bad)
 
 
+def test_parse_name_list():
+    assert cli_common.parse_name_list('fid50k_full, kid50k_full,') == ['fid50k_full', 'kid50k_full']
+    assert cli_common.parse_name_list('None') == [] and cli_common.parse_name_list(' ') == []
+
+
 def test_choose_device():
     assert cli_common.choose_device('cpu').type == 'cpu'
     assert cli_common.choose_device('auto').type in ('cpu', 'cuda', 'mps')

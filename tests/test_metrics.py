@@ -99,17 +99,22 @@ class _Holder(torch.nn.Module):
         return x
 
 
-def write_torchscript_archive(tensors, path):
-    """A genuine TorchScript file whose module tree holds ``tensors`` under their dotted names."""
-    root = _Holder()
+def _add_tensors(root, tensors, make_child):
+    """Register ``tensors`` under their dotted names below ``root``, making missing children by name."""
     for name, value in tensors.items():
         *parents, leaf = name.split('.')
         node = root
         for part in parents:
             if part not in node._modules:
-                node.add_module(part, _Holder())
+                node.add_module(part, make_child(part))
             node = node._modules[part]
         node.register_parameter(leaf, torch.nn.Parameter(value.detach().clone(), requires_grad=False))
+
+
+def write_torchscript_archive(tensors, path):
+    """A genuine TorchScript file whose module tree holds ``tensors`` under their dotted names."""
+    root = _Holder()
+    _add_tensors(root, tensors, lambda part: _Holder())
     with warnings.catch_warnings():  # torch.jit is deprecated, yet it is how the published .pt files were made
         warnings.simplefilter('ignore', DeprecationWarning)
         torch.jit.script(root).save(str(path))
@@ -123,14 +128,7 @@ class PickledNetwork(torch.nn.Module):
 def write_network_pickle(tensors, path):
     """A pickle in the format of NVIDIA's network pickles holding ``tensors`` under their dotted names."""
     root = PickledNetwork()
-    for name, value in tensors.items():
-        *parents, leaf = name.split('.')
-        node = root
-        for part in parents:
-            if part not in node._modules:
-                node.add_module(part, torch.nn.Sequential() if part == 'layers' else torch.nn.Module())
-            node = node._modules[part]
-        node.register_parameter(leaf, torch.nn.Parameter(value.detach().clone(), requires_grad=False))
+    _add_tensors(root, tensors, lambda part: torch.nn.Sequential() if part == 'layers' else torch.nn.Module())
     with open(path, 'wb') as f:
         pickle.dump(root, f, protocol=4)
 

@@ -21,6 +21,7 @@ import torch
 from click.testing import CliRunner
 
 import train
+from helpers import one_line_failure
 from training import launch
 from training import train_config as tc
 from training.train_config import DatasetInfo, OptionsError
@@ -62,15 +63,6 @@ def rect_data(tmp_path):
 
 def invoke(args):
     return CliRunner().invoke(train.main, args if isinstance(args, list) else shlex.split(args))
-
-
-def one_line_failure(result, *words):
-    assert result.exit_code == 1, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith('Error:')]
-    assert len(errors) == 1 and 'Traceback' not in result.output, result.output
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 def printed_options(output):
