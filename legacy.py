@@ -505,8 +505,8 @@ def export_network(module, path):
     tensors.update({name: t.detach().cpu().contiguous() for name, t in module.named_buffers()})
     from safetensors.torch import save
     data = save(tensors, metadata={_EXPORT_CONFIG_KEY: json.dumps(config)})
+    atomic_write(path, lambda f: f.write(data))  # complete on its own; the readable copy comes second
     atomic_write(_export_json_path(path), lambda f: f.write(json.dumps(config, indent=2) + '\n'), mode='w')
-    atomic_write(path, lambda f: f.write(data))
 
 
 def _export_json_path(path):
