@@ -163,9 +163,9 @@ def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, _state):
 
 
 def _allowed_globals():
-    """legacy.py's allow-list for network pickles, with networks kept as inert records here."""
-    import legacy
-    allowed = legacy._allowed_globals()
+    """The network-pickle allow-list, with networks kept as inert records here."""
+    from stylegan_human.network_files.safe_pickle import allowed_globals
+    allowed = allowed_globals()
     allowed[('torch._utils', '_rebuild_parameter_with_state')] = _rebuild_parameter_with_state
     allowed[('torch_utils.persistence', '_reconstruct_persistent_obj')] = _persistent_record
     allowed.pop(('dnnlib.tflib.network', 'Network'), None)

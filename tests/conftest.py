@@ -1,4 +1,4 @@
-"""Shared test setup: import path, fixture location, small helpers."""
+"""Shared test setup: import path, test data location, small helpers."""
 
 import pathlib
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / 'shared' / 'fixtures'
+FIXTURES = ROOT / 'tests' / 'data'   # networks, photos and directions made by the upstream code
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -14,7 +14,5 @@ if str(ROOT) not in sys.path:
 
 @pytest.fixture
 def fixtures_dir():
-    """The shared fixture folder; tests that need it skip when it is absent."""
-    if not FIXTURES.is_dir():
-        pytest.skip(f'shared fixtures not found at {FIXTURES}')
+    """The test data folder (tests/data): fixture networks with upstream renders, photos, directions."""
     return FIXTURES

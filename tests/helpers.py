@@ -32,15 +32,18 @@ def _rewrap(value, module_src):
     return value
 
 
-def rewrite_pickle(src_path, dst_path, module_src=None, keep=None, edit_kwargs=None):
-    """Re-pickle an official file: optionally new module_src, a subset of keys, edited init kwargs."""
+def rewrite_pickle(src_path, dst_path, module_src=None, keep=None, edit_kwargs=None, edit_state=None):
+    """Re-pickle an official file: optionally new module_src, a subset of keys, edited init kwargs,
+    or ``edit_state(state)`` on each network's module state."""
     data = legacy.read_pickle_safely(src_path)
     if keep is not None:
         data = {k: data[k] for k in keep}
-    if edit_kwargs is not None:
-        for record in data.values():
-            if isinstance(record, legacy.PersistentRecord):
+    for record in data.values():
+        if isinstance(record, legacy.PersistentRecord):
+            if edit_kwargs is not None:
                 edit_kwargs(record.state['_init_kwargs'])
+            if edit_state is not None:
+                edit_state(record.state)
     with open(dst_path, 'wb') as f:
         pickle.dump(_rewrap(data, module_src), f, protocol=4)
 

@@ -38,8 +38,6 @@ def _free_port():
 @pytest.fixture(scope='module')
 def app_url():
     from conftest import FIXTURES
-    if not FIXTURES.is_dir():
-        pytest.skip(f'shared fixtures not found at {FIXTURES}')
     port = _free_port()
     network = str(FIXTURES / 'networks' / 'sg2_rect64.pkl')
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'app.py'), '--network', network, '--port', str(port),

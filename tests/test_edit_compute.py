@@ -19,8 +19,6 @@ NETWORK = FIXTURES / 'networks' / 'sg2_rect64.pkl'
 
 @pytest.fixture(scope='module')
 def G():
-    if not FIXTURES.is_dir():
-        pytest.skip(f'shared fixtures not found at {FIXTURES}')
     return legacy.load_network(NETWORK, verbose=False)['G_ema'].eval()
 
 
@@ -87,8 +85,6 @@ def test_scorer_callable(G, tmp_path, monkeypatch):
 
 def test_stylegan3_network_end_to_end(tmp_path):
     network = FIXTURES / 'networks' / 'sg3t_rect64.pkl'
-    if not network.is_file():
-        pytest.skip('no fixtures')
     out = tmp_path / 'dirs'
     result = _compute(['sefa', '--network', str(network), '--name', 'pose', '--layers', '3-6', '--outdir', str(out)])
     assert result.exit_code == 0, result.output

@@ -15,8 +15,6 @@ from edit.stylespace import capture_styles, synthesize_with_styles
 
 @pytest.fixture(scope='module')
 def G():
-    if not FIXTURES.is_dir():
-        pytest.skip(f'shared fixtures not found at {FIXTURES}')
     return legacy.load_network(FIXTURES / 'networks' / 'sg2_rect64.pkl', verbose=False)['G_ema'].eval()
 
 

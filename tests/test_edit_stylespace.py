@@ -13,8 +13,6 @@ KW = dict(noise_mode='const', force_fp32=True)
 
 
 def _load(name):
-    if not FIXTURES.is_dir():
-        pytest.skip(f'shared fixtures not found at {FIXTURES}')
     return legacy.load_network(FIXTURES / 'networks' / f'{name}.pkl', verbose=False)['G_ema'].eval()
 
 

@@ -22,8 +22,6 @@ BODY_CHANGE_BOUND = 0.05
 
 @pytest.fixture(scope='module')
 def nets():
-    if not FIXTURES.is_dir():
-        pytest.skip(f'shared fixtures not found at {FIXTURES}')
     load = lambda name: legacy.load_network(FIXTURES / 'networks' / name, verbose=False)['G_ema'].eval()  # noqa: E731
     return load('sg2_square64.pkl'), load('sg2_rect64.pkl')
 
@@ -99,8 +97,6 @@ def test_ffhq_box_geometry():
 
 def test_mediapipe_finds_the_face_in_an_aligned_photo():
     pytest.importorskip('mediapipe')
-    if not FIXTURES.is_dir():
-        pytest.skip('no fixtures')
     from aligner import align_photo, make_backend
     from aligner.face import MediaPipeFaceFinder
     rgb = np.asarray(PIL.Image.open(FIXTURES / 'photos' / 'p_center.png').convert('RGB'))

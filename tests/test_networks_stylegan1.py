@@ -163,8 +163,8 @@ def test_save_and_load_back(fixtures_dir, tmp_path):
     record = legacy.read_pickle_safely(path)['G_ema']
     assert isinstance(record, legacy.PersistentRecord) and record.class_name == 'Generator'
     json.dumps(record.init_kwargs)                                      # Plain JSON-able config.
-    rebuilt = networks_stylegan1.Generator(*record.init_args, **record.init_kwargs)
-    legacy.copy_tensors_into(rebuilt, record.tensors)
+    rebuilt = legacy.rebuild_network(record)
+    assert isinstance(rebuilt, networks_stylegan1.Generator)
     with torch.no_grad():
         assert torch.equal(rebuilt.eval()(z, None, truncation_psi=0.6, noise_mode='const'), expected)
 

@@ -31,8 +31,6 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def G():
-    if not FIXTURES.is_dir():
-        pytest.skip(f'shared fixtures not found at {FIXTURES}')
     return legacy.load_network(NETWORK, verbose=False)['G_ema'].eval()
 
 

@@ -2,7 +2,7 @@
 
 These modules reproduce the arithmetic of NVIDIA's TensorFlow StyleGAN1
 (``training/networks_stylegan.py``: ``G_style``, ``G_mapping``, ``G_synthesis``,
-``D_basic``) so that weights converted from its pickles (see ``legacy_tf.py``)
+``D_basic``) so that weights converted from its pickles (see ``stylegan_human/network_files/stylegan1_tf.py``)
 give the same images, while exposing the interface of our StyleGAN2 generator:
 ``G.mapping(z, c, truncation_psi, truncation_cutoff) -> w`` of shape
 ``[N, num_ws, w_dim]`` and ``G.synthesis(w, noise_mode) -> NCHW`` in about [-1, 1].

@@ -245,11 +245,11 @@ def _zoo_entry(name):
     if looks_like_path:
         return None
     try:
-        import model_zoo
-    except ImportError:
+        from stylegan_human import zoo
+    except ImportError:   # this file dropped into NVIDIA's tree, which has no zoo
         return None
     try:
-        return model_zoo.get_model(name)
+        return zoo.get_model(name)
     except Exception:  # Its error for an unknown name: fall through to the file check.
         return None
 

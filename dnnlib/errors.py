@@ -1,0 +1,46 @@
+"""The project's one error hierarchy: every error a user can cause or fix derives from ToolkitError.
+
+Library code raises these with a one-line message that names the bad value (a path, a
+number, a seed), and, where the value came in through a function argument, that
+argument's name as ``param``. Command lines print the message as one line and put the
+option the user typed in front (``cli_common.user_errors`` maps ``param`` to the click
+option of the same name); the web app shows the message as it is. Each class also
+derives from the built-in exception that fits, so ``except ValueError`` keeps working.
+"""
+
+from typing import Optional
+
+
+class ToolkitError(Exception):
+    """Base class: a problem the user can fix; ``str(err)`` is one line for them."""
+
+    def __init__(self, message: str, param: Optional[str] = None):
+        super().__init__(message)
+        self.param = param   # the library argument that held the bad value, when there is one
+
+
+class InputError(ToolkitError, ValueError):
+    """A value passed in that cannot be used: out of range, wrong shape, unknown name."""
+
+
+class FileFormatError(ToolkitError, ValueError):
+    """A file that exists but cannot be used: wrong format, corrupt, refused as unsafe."""
+
+
+class MissingFileError(ToolkitError, FileNotFoundError):
+    """A file the work needs (weights, a model) that is not where it was looked for."""
+
+
+class UnavailableError(ToolkitError, RuntimeError):
+    """Something this machine lacks: an optional package, a device, enough memory."""
+
+
+class DownloadError(ToolkitError, OSError):
+    """A download that failed (no connection, bad checksum, unknown model name)."""
+
+
+def with_param(err: ToolkitError, param: str) -> ToolkitError:
+    """``err`` marked as caused by argument ``param`` (kept when it already names one)."""
+    if getattr(err, 'param', None) is None:
+        err.param = param
+    return err
