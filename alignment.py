@@ -19,6 +19,7 @@ import re
 import click
 
 import cli_common
+from stylegan_human import runtime
 from aligner import BackendUnavailable, align_photo, list_photos, load_photo, make_backend
 from aligner import COCO18_NAMES
 from aligner.backends import DEFAULT_OPENPOSE_WEIGHTS, POSE_BACKENDS, SEGMENTERS
@@ -137,4 +138,5 @@ def main(image_folder, output_folder, size, pose, segmenter, openpose_weights, p
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import dnnlib.util
 import generate
 import interpolation
@@ -294,4 +295,5 @@ def main(network_pkl, port, host, device, directions_root):
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

@@ -17,6 +17,7 @@ import os
 import click
 
 import cli_common
+from stylegan_human import runtime
 from aligner import BackendUnavailable, list_photos, load_photo, make_backend
 from aligner.backends import SEGMENTERS
 from aligner.batch import BatchReport, run_batch
@@ -81,4 +82,5 @@ def main(raw_img_dir, raw_seg_dir, outdir, segmenter, ppseg_model, recursive, de
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

@@ -51,6 +51,7 @@ import click
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import dnnlib
 import legacy
 from metrics import detector_files
@@ -244,4 +245,5 @@ def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, ince
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     calc_metrics()  # pylint: disable=no-value-for-parameter

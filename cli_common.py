@@ -2,17 +2,19 @@
 
 A user mistake ends in one line (``Error: ...``), a non-zero exit code and no
 traceback: scripts raise :class:`UserError`, and :func:`user_errors` turns the
-loader's and downloader's own errors into it.
+library's errors (``dnnlib.errors.ToolkitError``) into it, naming the option.
 """
 
-import atexit
+import contextlib
 import functools
-import gc
 import re
+import signal
+import threading
+from typing import Optional
 
 import click
 
-from torch_utils import allocator
+from dnnlib.errors import ToolkitError
 
 
 class UserError(click.ClickException):
@@ -30,38 +32,73 @@ class Command(click.Command):
 
 
 def user_errors(fn):
-    """Decorator: report known user-facing errors as one line instead of a traceback."""
+    """Decorator: report the library's errors (``ToolkitError``) and OS errors as one line.
+
+    When the error names the argument that held the bad value (``err.param``) and this command
+    has an option of that name, the option the user typed goes in front of the message.
+    """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        import legacy
-        known = (legacy.NetworkFileError,)
-        try:
-            import dnnlib.util as util
-            known += tuple(e for e in (getattr(util, 'DownloadError', None),) if e is not None)
-        except ImportError:
-            pass
-        allocator.reuse_freed_memory()  # a script's tensors come and go layer by layer: keep their memory
-        if fn.__module__ == '__main__':
-            _skip_collecting_startup_objects()
         try:
             return fn(*args, **kwargs)
-        except known as err:
-            raise UserError(str(err)) from None
+        except ToolkitError as err:
+            raise UserError(message_for_option(err)) from None
         except OSError as err:  # Unwritable output folder, full disk, ...: the user can fix these.
             where = f'{err.filename}: ' if err.filename else ''
             raise UserError(f'{where}{err.strerror or err}') from None
     return wrapper
 
 
-def _skip_collecting_startup_objects():
-    """Run as a script: exempt everything imported so far from the cyclic garbage collector.
+def message_for_option(err: Exception, ctx: Optional[click.Context] = None) -> str:
+    """``str(err)``, led by the command-line option that ``err.param`` names, if there is one."""
+    message = str(err)
+    param = getattr(err, 'param', None)
+    ctx = ctx or click.get_current_context(silent=True)
+    if param is None or ctx is None:
+        return message
+    for option in ctx.command.params:
+        if option.name == param and option.opts:
+            flag = max(option.opts, key=len)
+            return message if message.startswith(flag) else f'{flag} {message}'
+    return message
 
-    Importing torch creates over 10^5 objects that live until the end; each full collection
-    walks all of them, and the one at interpreter exit alone takes about half a second on a
-    2-core CPU. Freezing them now, and everything again at exit, skips that work.
+
+class InterruptRequest:
+    """Set by the first Ctrl-C inside :func:`stop_between_items`; the loop checks it between items."""
+
+    def __init__(self):
+        self.requested = False
+
+
+@contextlib.contextmanager
+def stop_between_items():
+    """Let a loop over many outputs finish the item in hand when the user presses Ctrl-C.
+
+    The first SIGINT only sets ``.requested``: the loop completes the current file and stops,
+    so every file it wrote is whole. A second SIGINT interrupts at once, as usual. Off the main
+    thread (signals cannot be caught there) Ctrl-C keeps its usual meaning.
     """
-    gc.freeze()
-    atexit.register(gc.freeze)
+    request = InterruptRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def on_sigint(signum, frame):
+        if request.requested:
+            raise KeyboardInterrupt
+        request.requested = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def report_interrupted(done: int, total: int, what: str, where: str) -> None:
+    """Say how far an interrupted run got, in one line, and exit with 130 (the shell's Ctrl-C status)."""
+    click.echo(f'Interrupted: wrote {done} of {total} {what} to {where}', err=True)
+    raise click.exceptions.Exit(130)
 
 
 # ----------------------------------------------------------------------------

@@ -52,6 +52,7 @@ import PIL.Image
 import PIL.ImageOps
 
 import cli_common
+from stylegan_human import runtime
 
 LABELS_FILE = 'dataset.json'
 TRANSFORMS = ['center-crop', 'center-crop-wide', 'center-crop-tall', 'resize', 'pad']
@@ -574,4 +575,5 @@ def convert_dataset(source, dest, max_images, transform, resolution, width, heig
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     convert_dataset()  # pylint: disable=no-value-for-parameter

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import legacy
 from dnnlib.atomic import save_image
 from edit.directions import DirectionFileError
@@ -150,4 +151,5 @@ def write_sweep(outdir, attr_name, label, methods, frame, combine, with_photo):
                     writer.append(panel)
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

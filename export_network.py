@@ -16,6 +16,7 @@ import click
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import legacy
 
 
@@ -40,4 +41,5 @@ def main(network_pkl, out_path, which):
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

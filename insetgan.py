@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import legacy
 from aligner.backends import BackendUnavailable
 from aligner.face import DlibFaceFinder, FaceNotFound, MediaPipeFaceFinder, parse_box
@@ -198,4 +199,5 @@ def _frames(outdir, tag, video):
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import legacy
 from dnnlib.atomic import save_image
 from generate import generate_images, make_labels, seed_to_z, to_uint8
@@ -135,4 +136,5 @@ def main(network_pkl, seeds, truncation_psi, noise_mode, outdir, save_mid_image,
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

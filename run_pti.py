@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import legacy
 from aligner.batch import BatchReport, output_stems, PHOTO_FAILURES
 from aligner.photo_io import list_photos, IMAGE_SUFFIXES
@@ -261,4 +262,5 @@ def main(network_pkl, input_path, outdir, run_name, inversion, e4e_path, vgg16_w
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

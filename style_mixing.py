@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import legacy
 from dnnlib.atomic import save_image
 from generate import make_labels, seed_to_z, to_uint8
@@ -101,4 +102,5 @@ def main(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, noise_mo
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

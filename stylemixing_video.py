@@ -21,6 +21,7 @@ import scipy.ndimage
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import legacy
 from generate import make_labels, seed_to_z, to_uint8
 from style_mixing import check_styles
@@ -127,4 +128,5 @@ def main(network_pkl, src_seed, dst_seeds, col_styles, only_stylemix, truncation
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

@@ -49,6 +49,7 @@ import os
 import click
 
 import cli_common
+from stylegan_human import runtime
 from training import launch
 from training import train_config
 from training.train_config import OptionsError
@@ -229,4 +230,5 @@ def main(**flags):
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     main()  # pylint: disable=no-value-for-parameter

@@ -27,6 +27,8 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
+from dnnlib.errors import UnavailableError
+
 from .simple_yaml import parse_simple_yaml
 
 MODEL_NAME = 'deeplabv3p_resnet50_os8_humanseg_512x512_100k_with_softmax'
@@ -39,7 +41,7 @@ DEPLOY_FILE = 'deploy.yaml'
 INTERP_NAMES = ('NEAREST', 'LINEAR', 'CUBIC', 'AREA', 'LANCZOS4')
 
 
-class PaddleSegError(RuntimeError):
+class PaddleSegError(UnavailableError):
     """The PaddleSeg backend cannot run; the message is one line saying what to do."""
 
 

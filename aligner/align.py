@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import scipy.ndimage
 
+from dnnlib.errors import InputError
+
 from . import crop as crop_rule
 from .composite import on_white
 from .backends import L_ANKLE, L_HIP, L_SHOULDER, NECK, NOSE, R_ANKLE, R_HIP, R_SHOULDER
@@ -23,7 +25,7 @@ MIN_CONFIDENCE = crop_rule.MIN_KEYPOINT_CONFIDENCE
 SECOND_PERSON_TORSO = 0.5
 
 
-class AlignmentError(ValueError):
+class AlignmentError(InputError):
     """The photo cannot be aligned; the message is the reason, one line."""
 
 

@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from dnnlib.errors import UnavailableError
+
 COCO18_NAMES = ('nose', 'neck', 'right_shoulder', 'right_elbow', 'right_wrist', 'left_shoulder', 'left_elbow',
                 'left_wrist', 'right_hip', 'right_knee', 'right_ankle', 'left_hip', 'left_knee', 'left_ankle',
                 'right_eye', 'left_eye', 'right_ear', 'left_ear')
@@ -27,7 +29,7 @@ SEGMENTERS = ('mediapipe', 'ppseg')
 DEFAULT_OPENPOSE_WEIGHTS = os.path.join('openpose', 'model', 'body_pose_model.pth')
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UnavailableError):
     """A chosen backend lacks its package or weights; the message says what to install or download."""
 
 

@@ -16,6 +16,8 @@ import os
 import numpy as np
 import PIL.Image
 
+from dnnlib.errors import InputError
+
 from .backends import BackendUnavailable
 from .mediapipe_backend import quiet_mediapipe
 
@@ -26,7 +28,7 @@ _MESH_MOUTH_CORNERS = (61, 291)
 _MESH_INPUT = 256
 
 
-class FaceNotFound(ValueError):
+class FaceNotFound(InputError):
     """No face in the image (one line; the caller may suggest --face-box)."""
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
+from dnnlib.errors import FileFormatError
+
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff', '.gif', '.jfif')
 
 # Longest side the aligner works at. A 4000x3000 (12 MP) phone photo stays whole;
@@ -24,7 +26,7 @@ DEFAULT_MAX_SIDE = 4096
 MAX_PIXELS = 250_000_000
 
 
-class PhotoError(ValueError):
+class PhotoError(FileFormatError):
     """The file is not a usable image (one line, names nothing but the problem)."""
 
 

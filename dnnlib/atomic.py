@@ -11,6 +11,8 @@ def atomic_write(path, write_fn, mode='wb'):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
     try:
+        # mkstemp makes the file private (0600); give it what open() would: 0666 less the umask.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write_fn(f)
         os.replace(tmp, path)
@@ -18,6 +20,13 @@ def atomic_write(path, write_fn, mode='wb'):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    """The process umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_image(image, path):

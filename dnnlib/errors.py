@@ -14,6 +14,8 @@ from typing import Optional
 class ToolkitError(Exception):
     """Base class: a problem the user can fix; ``str(err)`` is one line for them."""
 
+    param: Optional[str] = None
+
     def __init__(self, message: str, param: Optional[str] = None):
         super().__init__(message)
         self.param = param   # the library argument that held the bad value, when there is one
@@ -35,12 +37,5 @@ class UnavailableError(ToolkitError, RuntimeError):
     """Something this machine lacks: an optional package, a device, enough memory."""
 
 
-class DownloadError(ToolkitError, OSError):
+class DownloadError(ToolkitError):
     """A download that failed (no connection, bad checksum, unknown model name)."""
-
-
-def with_param(err: ToolkitError, param: str) -> ToolkitError:
-    """``err`` marked as caused by argument ``param`` (kept when it already names one)."""
-    if getattr(err, 'param', None) is None:
-        err.param = param
-    return err

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from dnnlib import errors
 
 
 class EasyDict(dict):
@@ -102,7 +103,7 @@ _HTML_PEEK = 1 << 20        # how much of an HTML answer is read to look for a c
 _sleep = time.sleep         # tests may replace this to skip back-off delays
 
 
-class DownloadError(Exception):
+class DownloadError(errors.DownloadError):
     """A download (or a checked local file) failed; ``str(err)`` is one line for the user.
 
     ``err.url`` is the address that was asked for and ``err.reason`` says what went

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import cli_common
+from stylegan_human import runtime
 import legacy
 from dnnlib.atomic import atomic_write
 from generate import seed_to_z, to_uint8
@@ -218,4 +219,5 @@ def stylespace(network_pkl, name, outdir, labels_path, scorer_spec, seeds, chann
 
 
 if __name__ == '__main__':
+    runtime.start_script()
     cli()  # pylint: disable=no-value-for-parameter

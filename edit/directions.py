@@ -24,10 +24,12 @@ import torch
 
 import legacy
 
+from dnnlib.errors import FileFormatError
+
 from .stylespace import style_layers
 
 
-class DirectionFileError(ValueError):
+class DirectionFileError(FileFormatError):
     """A direction file is missing, unreadable, or made for another network (one line)."""
 
 

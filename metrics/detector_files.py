@@ -35,6 +35,8 @@ import torch._utils
 
 from dnnlib import util
 from pti import vgg16_nvidia
+
+from dnnlib.errors import FileFormatError, MissingFileError
 from . import inception
 
 _NGC = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/metrics'
@@ -44,11 +46,11 @@ INCEPTION_URL = f'{_NGC}/inception-2015-12-05.pkl'   # What NVIDIA's StyleGAN3 m
 VGG16_URL = f'{_NGC}/vgg16.pkl'
 
 
-class DetectorError(ValueError):
+class DetectorError(FileFormatError):
     """A feature-network file that cannot be used; one line naming the file."""
 
 
-class DetectorMissing(DetectorError, FileNotFoundError):
+class DetectorMissing(DetectorError, MissingFileError):
     """A feature-network file that is not here; the message says which, from where, and how to pass it."""
 
 

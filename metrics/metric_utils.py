@@ -28,13 +28,14 @@ import torch
 
 import dnnlib
 from dnnlib.atomic import atomic_write
+from dnnlib.errors import InputError
 
 from . import detector_files
 
 # ----------------------------------------------------------------------------
 
 
-class MetricError(ValueError):
+class MetricError(InputError):
     """A metric that cannot be computed as asked (unknown name, bad option); one line."""
 
 

@@ -20,6 +20,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from dnnlib.errors import FileFormatError
+
 NUM_PAF = 38       # 19 limbs x (x, y)
 NUM_HEATMAP = 19   # 18 parts + background
 NUM_STAGES = 6
@@ -117,7 +119,7 @@ def published_state_dict(state_dict):
     return OrderedDict((module_to_published_key(k), v) for k, v in state_dict.items())
 
 
-class OpenPoseWeightsError(ValueError):
+class OpenPoseWeightsError(FileFormatError):
     """Missing or unusable OpenPose body weights; the message is one line naming the file."""
 
 

@@ -18,13 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dnnlib.errors import FileFormatError
+
 INPUT_SIZE = (256, 128)          # (height, width) the StyleGAN-Human e4e was trained at
 _COARSE, _MIDDLE = 3, 7          # style index where the c2 and c1 features join
 _BLOCKS = ((64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3))   # IR-SE50: (in, out, units)
 E4E_SOURCE = 'https://drive.google.com/file/d/1NUfSJqLhsrU7c9PwAtlZ9xtrxhzS_6tu/view'
 
 
-class E4EWeightsError(ValueError):
+class E4EWeightsError(FileFormatError):
     """The e4e checkpoint is missing or unusable (one line)."""
 
 

@@ -10,13 +10,15 @@ import pickle
 
 import torch
 
+from dnnlib.errors import FileFormatError
+
 from . import weight_files
 from .encoder import E4EWeightsError, load_e4e
 from .lpips_net import LPIPS, lpips_module_to_published
 from .vgg16_nvidia import TorchScriptFileError, load_vgg16 as _load_vgg16
 
 
-class WeightsError(ValueError):
+class WeightsError(FileFormatError):
     """A weight file is missing or unusable (one line)."""
 
 

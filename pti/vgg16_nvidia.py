@@ -26,6 +26,8 @@ import torch._utils
 import torch.nn.functional as F
 from torch import nn
 
+from dnnlib.errors import FileFormatError
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CONVS = ((3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 512), (512, 512),
@@ -35,7 +37,7 @@ _TAP_AFTER = (2, 4, 7, 10, 13)      # relu1_2, relu2_2, relu3_3, relu4_3, relu5_
 _TAP_CHANNELS = (64, 128, 256, 512, 512)
 
 
-class TorchScriptFileError(ValueError):
+class TorchScriptFileError(FileFormatError):
     """Not a TorchScript archive we can read safely (one line)."""
 
 

@@ -13,9 +13,10 @@ import os
 import sys
 
 from dnnlib import util
+from dnnlib.errors import MissingFileError
 
 
-class WeightsMissing(FileNotFoundError):
+class WeightsMissing(MissingFileError):
     """A weight file is not here; the message says which, from where, and how to fetch it."""
 
 

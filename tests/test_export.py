@@ -126,19 +126,21 @@ def test_loading_draws_nothing_and_leaves_torch_alone(fixtures_dir):
 
 
 # ----------------------------------------------------------------------------
-# Scripts exempt their start-up objects from the garbage collector, libraries do not.
+# Process tuning happens in one start-up function that scripts call; libraries never do it.
 
 
-def test_only_a_script_run_as_main_freezes_the_collector(monkeypatch):
-    calls = []
-    monkeypatch.setattr(cli_common, '_skip_collecting_startup_objects', lambda: calls.append(1))
+def test_running_a_command_in_process_leaves_the_collector_alone(exported, tmp_path):
+    import gc
+    frozen = gc.get_freeze_count()
+    assert run(generate, '--network', exported, '--seeds', '1', '--outdir', tmp_path).exit_code == 0
+    assert gc.get_freeze_count() == frozen
 
-    def command():
-        return 'done'
 
-    assert cli_common.user_errors(command)() == 'done' and calls == []
-    command.__module__ = '__main__'
-    assert cli_common.user_errors(command)() == 'done' and calls == [1]
+def test_start_script_freezes_start_up_objects():
+    code = ('import gc, torch\nfrom stylegan_human import runtime\nassert gc.get_freeze_count() == 0\n'
+            'runtime.start_script()\nprint(gc.get_freeze_count() > 1000)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.stdout.strip() == 'True', out.stderr
 
 
 def test_generate_as_a_script_from_an_export(exported, tmp_path):

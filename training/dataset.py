@@ -28,6 +28,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from dnnlib.errors import FileFormatError
 
 try:
     import pyspng  # optional fast PNG decoder, used when installed (as NVIDIA's)
@@ -40,7 +41,7 @@ LABELS_FILE = 'dataset.json'
 CHANNELS_BY_MODE = {'L': 1, 'RGB': 3}
 
 
-class DatasetError(ValueError, OSError):
+class DatasetError(FileFormatError, OSError):
     """A dataset the user has to fix; the message is one line naming the file.
 
     Also an ``OSError`` so that code written for NVIDIA's loader, which raises

@@ -26,6 +26,7 @@ import tempfile
 
 import dnnlib
 from dnnlib.atomic import atomic_write
+from dnnlib.errors import InputError
 
 TORCHRUN_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
 OPTIONS_FILE = 'training_options.json'
@@ -33,7 +34,7 @@ RECORD_ONLY_KEYS = ('flavour',)  # In training_options.json for the reader; not 
 _RUN_ID = re.compile(r'^\d+')
 
 
-class LaunchError(ValueError):
+class LaunchError(InputError):
     """A launch the user has to fix (devices, environment, output folder); one-line message."""
 
 

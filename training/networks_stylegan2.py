@@ -552,10 +552,6 @@ class SynthesisNetwork(torch.nn.Module):
             setattr(self, f'b{res}', block)
 
     def forward(self, ws, **block_kwargs):
-        if ws.shape[0] > 1 and not block_kwargs.get('update_emas') and ops_mode is not None \
-                and ops_mode.fast_cpu_inference(ws):
-            # The fused CPU path takes one image at a time (see ops_mode.fast_cpu_inference).
-            return torch.cat([self(ws[i:i + 1], **block_kwargs) for i in range(ws.shape[0])])
         with torch.autograd.profiler.record_function('split_ws'):
             misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
             ws = ws.to(torch.float32)

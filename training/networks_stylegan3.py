@@ -32,10 +32,6 @@ from torch_utils.ops import bias_act
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import filtered_lrelu
 
-try:  # this project's CPU fast path; NVIDIA's torch_utils (this file dropped into its repo) has none
-    from torch_utils.ops import ops_mode
-except ImportError:
-    ops_mode = None
 
 
 def _size_wh(size, square):
@@ -496,10 +492,6 @@ class SynthesisNetwork(torch.nn.Module):
 
     def forward(self, ws, **layer_kwargs):
         misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
-        if ws.shape[0] > 1 and not layer_kwargs.get('update_emas') and ops_mode is not None \
-                and ops_mode.fast_cpu_inference(ws):
-            # One image at a time on the CPU fast path (see ops_mode.fast_cpu_inference).
-            return torch.cat([self(ws[i:i + 1], **layer_kwargs) for i in range(ws.shape[0])])
         ws = ws.to(torch.float32).unbind(dim=1)
         x = self.input(ws[0])
         for name, w in zip(self.layer_names, ws[1:]):

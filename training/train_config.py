@@ -39,6 +39,7 @@ import os
 import re
 
 import dnnlib
+from dnnlib.errors import InputError
 
 STYLEGAN2_ADA = 'stylegan2-ada'
 STYLEGAN3 = 'stylegan3'
@@ -118,7 +119,7 @@ G_STYLEGAN3 = 'training.networks_stylegan3.Generator'
 D_STYLEGAN2 = 'training.networks_stylegan2.Discriminator'
 
 
-class OptionsError(ValueError):
+class OptionsError(InputError):
     """A flag combination the user has to fix; the message is one line."""
 
 

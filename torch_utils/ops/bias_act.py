@@ -1,8 +1,7 @@
 """Fused bias + activation + gain + clamp.
 
 Same API and numbers as NVIDIA's ``torch_utils.ops.bias_act``. Only the
-pure-PyTorch reference exists here; both ``impl='ref'`` and ``impl='cuda'``
-run it, on any device.
+pure-PyTorch reference exists here, so every ``impl`` (see ``ops_mode``) runs it.
 """
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 import dnnlib
 
 from .. import misc
+from . import ops_mode
 
 
 def _spec(func, def_alpha, def_gain, cuda_idx, ref, has_2nd_grad):
@@ -37,7 +37,7 @@ activation_funcs = {
 }
 
 
-def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='cuda'):
+def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='auto'):
     """Return ``clamp(act(x + b) * gain)``; each step is optional.
 
     x:     tensor of any shape.
@@ -47,12 +47,12 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     alpha: activation shape parameter (lrelu slope); None = the activation's default.
     gain:  output scale; None = the activation's default (sqrt(2) for relu/lrelu/swish).
     clamp: clip the result to [-clamp, clamp]; None = no clipping.
-    impl:  'ref' or 'cuda'; both run the reference here.
+    impl:  'auto', 'fast', 'ref' or 'cuda' (see ``ops_mode``); all run the reference here.
     Returns a tensor of x's shape and dtype.
     """
     assert isinstance(x, torch.Tensor)
-    assert impl in ['ref', 'cuda']
-    # No compiled kernel in this build: every impl and device uses the reference.
+    assert impl in ops_mode.IMPLS
+    # No faster implementation exists for this op: every impl and device uses the reference.
     return _bias_act_ref(x=x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 

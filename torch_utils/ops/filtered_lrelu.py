@@ -5,9 +5,9 @@ compiled kernel: ``_filtered_lrelu_ref`` composes ``bias_act`` and ``upfirdn2d``
 (zero-stuffed upsampling, full filters at the upsampled rate, the whole
 intermediate in memory); ``_filtered_lrelu_fast`` computes the same thing on CPU
 in small tiles, polyphase (see the comment above it), about 10x faster on
-StyleGAN3-R. ``filtered_lrelu`` takes the fast path unless ``impl='ref'``, the
-reference mode of ``ops_mode`` is on, or the tensor is not a float32/float64
-CPU tensor (see ``_fast_supported``). Both are differentiable.
+StyleGAN3-R. ``filtered_lrelu`` takes the fast path for float32/float64 CPU tensors
+(see ``_fast_supported``) when ``impl`` asks for it (``'fast'``, or the default
+``'auto'`` in the fast ops mode; see ``ops_mode``). Both are differentiable.
 """
 
 import numpy as np
@@ -58,7 +58,7 @@ def _check_args(x, fu, fd, b, up, down, padding, gain, slope, clamp):
 
 
 def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np.sqrt(2), slope=0.2, clamp=None,
-                   flip_filter=False, impl='cuda'):
+                   flip_filter=False, impl='auto'):
     """Per channel of ``x`` ([N, C, H, W]):
 
     add bias ``b``; upsample by ``up`` with filter ``fu`` (zero insertion, ``padding``
@@ -67,11 +67,10 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np
     filter with ``fd`` and keep every ``down``-th pixel. Filters are float32,
     [fh, fw], separable [taps] or None; ``flip_filter=True`` means correlation.
     Output size: ``(in * up + pad0 + pad1 - (fu_size - 1) - (fd_size - 1) + down - 1) // down``.
-    Runs ``_filtered_lrelu_fast`` for float32/float64 CPU tensors unless ``impl='ref'``
-    or ``ops_mode`` selects the references; ``_filtered_lrelu_ref`` otherwise.
+    Runs ``_filtered_lrelu_fast`` for float32/float64 CPU tensors when ``impl`` asks for the fast
+    path (``'fast'``, or ``'auto'`` in the fast ops mode), ``_filtered_lrelu_ref`` otherwise.
     """
     assert isinstance(x, torch.Tensor)
-    assert impl in ['ref', 'cuda']
     if use_fast(impl) and _fast_supported(x, fu, fd, b):
         return _filtered_lrelu_fast(x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain,
                                     slope=slope, clamp=clamp, flip_filter=flip_filter)

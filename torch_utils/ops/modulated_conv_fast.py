@@ -11,9 +11,8 @@ the same function with fewer, cheaper steps:
 - demodulation coefficients come from one small matrix product
   (``styles**2 @ sum_k weight**2``) instead of a per-sample kernel;
 - styles, demodulation and the activation gain are folded into the kernel,
-  so each layer is one plain convolution. It works on one image at a time: the
-  synthesis network runs a batch image by image, so a batch is never slower per
-  image than batch 1 and gives the same pixels;
+  so each layer is one plain convolution per image: a batch is computed image by
+  image inside the op, so it gives each image's pixels exactly as batch 1 does;
 - the activation gain g > 0 is folded in before the activation
   (lrelu(x) * g == lrelu(g * x)), and bias, noise, activation and clamp run
   in place on the convolution's output.
@@ -33,9 +32,8 @@ _FOLDABLE_ACTIVATIONS = ('lrelu', 'linear')  # act(x) * g == act(g * x) for g > 
 
 
 def applies(x, *tensors, activation='linear'):
-    """True when the fused path may replace the reference for these inputs (one image)."""
-    return (activation in _FOLDABLE_ACTIVATIONS and x.shape[0] == 1
-            and ops_mode.fast_cpu_inference(x, *tensors))
+    """True when the fused path may replace the reference for these inputs."""
+    return activation in _FOLDABLE_ACTIVATIONS and ops_mode.fast_cpu_inference(x, *tensors)
 
 
 def demodulation(weight, styles):
@@ -49,11 +47,19 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
                             clamp=None):
     """``clamp(act(modconv(x) + noise + bias) * gain)`` in the reference's order of meaning.
 
-    One image: x [1, I, H, W]; weight [O, I, k, k]; styles [1, I]; bias [O];
-    noise broadcastable to the output or None. ``gain`` must be positive.
-    Returns a channels-last float32 tensor [1, O, H * up, W * up].
+    x [N, I, H, W]; weight [O, I, k, k]; styles [N, I]; bias [O]; noise broadcastable to
+    the output ([N or 1, 1, H', W'] or [H', W']) or None. ``gain`` must be positive.
+    Returns a channels-last float32 tensor [N, O, H * up, W * up].
     """
-    assert gain > 0 and x.shape[0] == 1
+    assert gain > 0
+    if x.shape[0] > 1:
+        per_image_noise = noise is not None and noise.ndim == 4 and noise.shape[0] > 1
+        return torch.cat([
+            modulated_conv_bias_act(x[i:i + 1], weight, styles[i:i + 1], bias,
+                                    noise=noise[i:i + 1] if per_image_noise else noise, up=up, padding=padding,
+                                    resample_filter=resample_filter, flip_weight=flip_weight, demodulate=demodulate,
+                                    activation=activation, alpha=alpha, gain=gain, clamp=clamp)
+            for i in range(x.shape[0])]).contiguous(memory_format=torch.channels_last)
     x = x.contiguous(memory_format=torch.channels_last)
     out_scale = torch.full([weight.shape[0]], float(gain), dtype=x.dtype)
     if demodulate:

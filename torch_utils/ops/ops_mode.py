@@ -1,68 +1,81 @@
-"""Which implementation the ops run: the fast paths (default) or the references.
+"""Which implementation the ops run: our fast paths or the plain reference compositions.
 
-The reference functions (``_..._ref``) are the plain compositions that the
-fast paths are tested against. Pick them for a whole process with the
-environment variable ``STYLEGAN_HUMAN_OPS=ref``, or for a block of code with
-``with reference_ops(): ...``. An op called with ``impl='ref'`` always runs
-its reference, whatever the mode.
+The choice is explicit and scoped: ``with reference_ops(): ...`` (or ``fast_ops()``, or
+``use_ops('ref')``) sets it for the enclosed code in the current thread or task only
+(a ``contextvars`` variable). Outside any such block the default is ``fast``, or what the
+environment variable ``STYLEGAN_HUMAN_OPS`` says (``fast`` or ``ref``), read the first
+time an op asks; a bad value there is a warning, never an import error.
+
+The ``impl`` argument of each op keeps NVIDIA's meaning and adds two values:
+
+- ``'ref'``: the reference composition, always;
+- ``'cuda'``: NVIDIA's compiled-kernel path, which exists only for CUDA tensors (where
+  this project has no kernel yet, the reference runs), the reference elsewhere;
+- ``'fast'``: this project's fast path where it applies to the inputs, whatever the mode;
+- ``'auto'`` (the default): ``'fast'`` in the fast mode, ``'ref'`` in the reference mode.
 """
 
 import contextlib
+import contextvars
 import os
+import warnings
 
 import torch
 
-_MODES = ('fast', 'ref')
-_mode = os.environ.get('STYLEGAN_HUMAN_OPS', 'fast').strip().lower() or 'fast'
-if _mode not in _MODES:
-    raise ValueError(f'STYLEGAN_HUMAN_OPS={_mode!r}: expected one of {", ".join(_MODES)}')
+MODES = ('fast', 'ref')
+IMPLS = ('auto', 'fast', 'ref', 'cuda')
+_ENV = 'STYLEGAN_HUMAN_OPS'
+_scoped = contextvars.ContextVar('stylegan_human_ops_mode', default=None)
+_env_default = None
+
+
+def _default_mode():
+    global _env_default
+    if _env_default is None:
+        value = os.environ.get(_ENV, 'fast').strip().lower() or 'fast'
+        if value not in MODES:
+            warnings.warn(f'{_ENV}={value!r} is not one of {", ".join(MODES)}; using fast')
+            value = 'fast'
+        _env_default = value
+    return _env_default
 
 
 def get_mode():
-    return _mode
-
-
-def set_mode(mode):
-    """Set the process-wide mode ('fast' or 'ref'); returns the previous one."""
-    global _mode
-    if mode not in _MODES:
-        raise ValueError(f'ops mode {mode!r}: expected one of {", ".join(_MODES)}')
-    previous, _mode = _mode, mode
-    return previous
-
-
-def use_fast(impl='cuda'):
-    """True when an op called with ``impl`` should take its fast path."""
-    return impl != 'ref' and _mode == 'fast'
-
-
-def fast_cpu_inference(x, *tensors):
-    """True for float32 CPU work that needs no gradients, in the fast mode.
-
-    The networks then run a batch image by image: the fast CPU paths are tuned
-    for one image, a larger batch only adds memory, and each image comes out
-    exactly as it does alone.
-    """
-    if not use_fast() or x.device.type != 'cpu' or x.dtype != torch.float32:
-        return False
-    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors))
+    """The ops mode in effect here: the innermost ``use_ops`` block's, else the default."""
+    return _scoped.get() or _default_mode()
 
 
 @contextlib.contextmanager
+def use_ops(mode):
+    """Run the enclosed code with the ops in ``mode`` ('fast' or 'ref')."""
+    if mode not in MODES:
+        raise ValueError(f'ops mode {mode!r}: expected one of {", ".join(MODES)}')
+    token = _scoped.set(mode)
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
+
+
 def reference_ops():
     """Run the enclosed code on the reference ops."""
-    previous = set_mode('ref')
-    try:
-        yield
-    finally:
-        set_mode(previous)
+    return use_ops('ref')
 
 
-@contextlib.contextmanager
 def fast_ops():
     """Run the enclosed code on the fast ops."""
-    previous = set_mode('fast')
-    try:
-        yield
-    finally:
-        set_mode(previous)
+    return use_ops('fast')
+
+
+def use_fast(impl='auto'):
+    """True when an op called with ``impl`` should take its fast path (if it applies to the inputs)."""
+    if impl not in IMPLS:
+        raise ValueError(f'impl={impl!r}: expected one of {", ".join(IMPLS)}')
+    return impl == 'fast' or (impl == 'auto' and get_mode() == 'fast')
+
+
+def fast_cpu_inference(x, *tensors, impl='auto'):
+    """True for float32 CPU work that needs no gradients, when ``impl`` allows the fast path."""
+    if not use_fast(impl) or x.device.type != 'cpu' or x.dtype != torch.float32:
+        return False
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors))

@@ -1,8 +1,8 @@
 """Upsample, pad, FIR-filter and downsample batches of 2-D images.
 
-Same API and numbers as NVIDIA's ``torch_utils.ops.upfirdn2d``. Only the
-pure-PyTorch reference exists here; it runs on every device and is what both
-``impl='ref'`` and ``impl='cuda'`` execute.
+Same API and numbers as NVIDIA's ``torch_utils.ops.upfirdn2d``. The reference runs on
+every device; float32 CPU tensors with a 2-D filter take a faster path when ``impl``
+asks for it (``'fast'``, or the default ``'auto'`` in the fast ops mode; see ``ops_mode``).
 """
 
 import numpy as np
@@ -93,7 +93,7 @@ def setup_filter(f, device=torch.device('cpu'), normalize=True, flip_filter=Fals
 # ---------------------------------------------------------------------------
 
 
-def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cuda'):
+def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='auto'):
     """Upsample, pad, filter and downsample each channel of ``x`` ([N, C, H, W]).
 
     1. insert ``up - 1`` zeros after every pixel;
@@ -107,7 +107,6 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
     Like ``scipy.signal.upfirdn`` in 2-D. Differentiable to any order w.r.t. ``x``.
     """
     assert isinstance(x, torch.Tensor)
-    assert impl in ['ref', 'cuda']
     if ops_mode.use_fast(impl) and _fast_applies(x, f):
         return _upfirdn2d_fast(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
     return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
@@ -204,7 +203,7 @@ def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
 # Convenience wrappers that choose the padding for the common cases.
 
 
-def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='cuda'):
+def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='auto'):
     """Filter ``x`` with ``f``; the output has the input's size plus ``padding``."""
     padx0, padx1, pady0, pady1 = _parse_padding(padding)
     fw, fh = _get_filter_size(f)
@@ -217,7 +216,7 @@ def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='cuda'):
     return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
-def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='cuda'):
+def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='auto'):
     """Upsample ``x`` by ``up`` with filter ``f``; output is ``up`` times the input size plus ``padding``.
 
     The extra ``up**2`` gain compensates for the inserted zeros.
@@ -234,7 +233,7 @@ def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='cuda'):
     return upfirdn2d(x, f, up=up, padding=p, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl)
 
 
-def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl='cuda'):
+def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl='auto'):
     """Downsample ``x`` by ``down`` with filter ``f``; output is the input size (plus ``padding``) over ``down``."""
     downx, downy = _parse_scaling(down)
     padx0, padx1, pady0, pady1 = _parse_padding(padding)
