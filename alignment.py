@@ -18,8 +18,7 @@ import re
 
 import click
 
-import cli_common
-from stylegan_human import runtime
+from stylegan_human import commands, runtime
 from aligner import BackendUnavailable, align_photo, list_photos, load_photo, make_backend
 from aligner import COCO18_NAMES
 from aligner.backends import DEFAULT_OPENPOSE_WEIGHTS, POSE_BACKENDS, SEGMENTERS
@@ -86,12 +85,12 @@ def align_folder(image_folder, output_folder, backend, size=(512, 1024), recursi
     return run_batch(paths, root, process, desc='Aligning', report=report, progress=progress)
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('--image-folder', 'image_folder', required=True, metavar='DIR',
               help='Folder of photos (or one photo file)')
 @click.option('--output-folder', 'output_folder', default='results', show_default=True, metavar='DIR',
               help='Where to write the aligned images (subfolders are mirrored)')
-@click.option('--size', type=cli_common.ParsedType('WxH', parse_size), default='512x1024', show_default=True,
+@click.option('--size', type=commands.ParsedType('WxH', parse_size), default='512x1024', show_default=True,
               help='Output size, width x height at 1:2: 512x1024 for the 1024 models, 256x512 for the 512 ones')
 @click.option('--pose', type=click.Choice(POSE_BACKENDS), default='mediapipe', show_default=True,
               help='Keypoint detector: MediaPipe (built in) or OpenPose (needs --openpose-weights)')
@@ -109,24 +108,24 @@ def align_folder(image_folder, output_folder, backend, size=(512, 1024), recursi
 @click.option('--max-side', type=click.IntRange(min=256), default=DEFAULT_MAX_SIDE, show_default=True,
               help='Downscale larger photos to this longest side first')
 @click.option('--device', default='auto', show_default=True,
-              help=cli_common.DEVICE_OPTION_HELP + ' (OpenPose and PaddleSeg; MediaPipe runs on the CPU)')
-@cli_common.user_errors
+              help=commands.DEVICE_OPTION_HELP + ' (OpenPose and PaddleSeg; MediaPipe runs on the CPU)')
+@commands.user_errors
 def main(image_folder, output_folder, size, pose, segmenter, openpose_weights, ppseg_model, recursive,
          keep_background, save_mask, save_keypoints, skip_existing, max_side, device):
     if not os.path.exists(image_folder):
-        raise cli_common.UserError(f'--image-folder {image_folder}: no such folder or file')
+        raise commands.UserError(f'--image-folder {image_folder}: no such folder or file')
     if os.path.isfile(image_folder) and not image_folder.lower().endswith(IMAGE_SUFFIXES):
-        raise cli_common.UserError(f'--image-folder {image_folder}: not a folder or an image file')
+        raise commands.UserError(f'--image-folder {image_folder}: not a folder or an image file')
     if not collect_photos(image_folder, recursive)[0]:
         hint = '' if recursive else ' (add --recursive to look in subfolders)'
-        raise cli_common.UserError(f'--image-folder {image_folder}: no images found{hint}')
-    device = cli_common.choose_device(device)
+        raise commands.UserError(f'--image-folder {image_folder}: no images found{hint}')
+    device = commands.choose_device(device)
     os.makedirs(output_folder, exist_ok=True)
     try:
         backend = make_backend(pose=pose, segmenter=segmenter, device=str(device),
                                openpose_weights=openpose_weights, ppseg_model=ppseg_model)
     except BackendUnavailable as err:
-        raise cli_common.UserError(str(err)) from None
+        raise commands.UserError(str(err)) from None
     try:
         report = align_folder(image_folder, output_folder, backend, size=size, recursive=recursive,
                                      keep_background=keep_background, save_mask=save_mask,

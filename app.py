@@ -20,14 +20,10 @@ import click
 import numpy as np
 import torch
 
-import cli_common
-from stylegan_human import runtime
 import dnnlib.util
-import generate
-import interpolation
 import legacy
-import style_mixing
 from dnnlib.atomic import atomic_write
+from stylegan_human import commands, interpolation, runtime, sampling, style_mixing
 
 STRIP_FRAMES = 8   # frames shown side by side in the interpolation strip
 
@@ -69,10 +65,10 @@ class Networks:
 
 def generate_image(G, seed, psi, noise_mode='const', translate=(0.0, 0.0), rotate=0.0):
     """One person: (uint8 HWC image, latents as {'seed', 'z', 'w'}), exactly as generate.py makes them."""
-    if generate.version_of(G) != 3 and (any(translate) or rotate):
+    if sampling.version_of(G) != 3 and (any(translate) or rotate):
         translate, rotate = (0.0, 0.0), 0.0   # only StyleGAN3 has an input transform; the sliders are ignored
     try:
-        (sample,) = generate.generate_images(G, [int(seed)], truncation_psi=float(psi), noise_mode=noise_mode,
+        (sample,) = sampling.generate_images(G, [int(seed)], truncation_psi=float(psi), noise_mode=noise_mode,
                                              translate=tuple(translate), rotate=float(rotate), batch_size=1)
     except ValueError as err:
         raise AppError(str(err)) from None
@@ -99,12 +95,12 @@ def strip(frames, count=STRIP_FRAMES):
 def mixing_grid(G, row_seeds, col_seeds, styles, psi=0.8, noise_mode='const'):
     """(grid, latents): style_mixing.py's grid for these seeds and style layers, and the seeds' w."""
     try:
-        rows, cols, layers = (cli_common.parse_range(text) for text in (row_seeds, col_seeds, styles))
+        rows, cols, layers = (commands.parse_range(text) for text in (row_seeds, col_seeds, styles))
         images = style_mixing.style_mix(G, rows, cols, layers, truncation_psi=float(psi), noise_mode=noise_mode)
     except ValueError as err:
         raise AppError(str(err)) from None
     seeds = list(dict.fromkeys(rows + cols))
-    samples = generate.generate_images(G, seeds, truncation_psi=float(psi), batch_size=1)
+    samples = sampling.generate_images(G, seeds, truncation_psi=float(psi), batch_size=1)
     latents = dict(seed=np.array(seeds), w=np.stack([s.w for s in samples]), row_seeds=np.array(rows),
                    col_seeds=np.array(cols), styles=np.array(layers))
     return style_mixing.mixing_grid(images, rows, cols), latents
@@ -120,7 +116,7 @@ def edited_pair(G, seed, psi, attr, method, strength, directions_root):
     except (OSError, ValueError, dnnlib.util.DownloadError) as err:   # DirectionFileError is a ValueError
         raise AppError(f'Editing {attr!r} with {method}: {err}') from None
     ws = torch.from_numpy(latents['w']).to(next(G.parameters()).device)
-    edited = generate.to_uint8(editor.image(ws, method))[0].cpu().numpy()
+    edited = sampling.to_uint8(editor.image(ws, method))[0].cpu().numpy()
     return sample_image, edited, latents
 
 
@@ -272,24 +268,24 @@ def build_app(networks, default_network='', directions_root=None, workdir=None):
     return demo
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('--network', 'network_pkl', default='', help='Network shown first: zoo name, path or URL')
 @click.option('--port', type=click.IntRange(1, 65535), default=7860, show_default=True)
 @click.option('--host', default='127.0.0.1', show_default=True, help='Address to listen on (0.0.0.0: every interface)')
-@click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP)
+@click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--directions', 'directions_root', default=None, help='Editing directions folder (as edit.py)')
-@cli_common.user_errors
+@commands.user_errors
 def main(network_pkl, port, host, device, directions_root):
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise cli_common.UserError("the web app needs Gradio: pip install -e '.[app]'") from None
-    networks = Networks(cli_common.choose_device(device))
+        raise commands.UserError("the web app needs Gradio: pip install -e '.[app]'") from None
+    networks = Networks(commands.choose_device(device))
     if network_pkl:
         try:
             networks.get(network_pkl)   # load now: a bad --network is a one-line error, not a page error
         except AppError as err:
-            raise cli_common.UserError(str(err)) from None
+            raise commands.UserError(str(err)) from None
     demo = build_app(networks, default_network=network_pkl, directions_root=directions_root)
     demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True)
 

@@ -16,8 +16,7 @@ import os
 
 import click
 
-import cli_common
-from stylegan_human import runtime
+from stylegan_human import commands, runtime
 from aligner import BackendUnavailable, list_photos, load_photo, make_backend
 from aligner.backends import SEGMENTERS
 from aligner.batch import BatchReport, run_batch
@@ -44,7 +43,7 @@ def white_background_folder(raw_img_dir, outdir, seg_dir=None, segmenter=None, r
     return run_batch(paths, raw_img_dir, process, desc='Whitening', report=BatchReport(), progress=progress), len(paths)
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('--raw_img_dir', '--raw-img-dir', 'raw_img_dir', default='./SHHQ-1.0/no_segment/', show_default=True,
               metavar='DIR', help='Folder of photos')
 @click.option('--raw_seg_dir', '--raw-seg-dir', 'raw_seg_dir', default=None, metavar='DIR',
@@ -55,20 +54,20 @@ def white_background_folder(raw_img_dir, outdir, seg_dir=None, segmenter=None, r
               help='How to compute masks when --raw_seg_dir is not given')
 @click.option('--ppseg-model', default=None, metavar='DIR', help='PaddleSeg exported model folder (with --segmenter ppseg)')
 @click.option('--recursive', '-r', is_flag=True, help='Also process photos in subfolders')
-@click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP + ' (PaddleSeg)')
-@cli_common.user_errors
+@click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP + ' (PaddleSeg)')
+@commands.user_errors
 def main(raw_img_dir, raw_seg_dir, outdir, segmenter, ppseg_model, recursive, device):
     if not os.path.isdir(raw_img_dir):
-        raise cli_common.UserError(f'--raw_img_dir {raw_img_dir}: no such folder')
+        raise commands.UserError(f'--raw_img_dir {raw_img_dir}: no such folder')
     if raw_seg_dir is not None and not os.path.isdir(raw_seg_dir):
-        raise cli_common.UserError(f'--raw_seg_dir {raw_seg_dir}: no such folder')
+        raise commands.UserError(f'--raw_seg_dir {raw_seg_dir}: no such folder')
     model = None
     if raw_seg_dir is None:
         try:
-            model = make_backend(pose=None, segmenter=segmenter, device=str(cli_common.choose_device(device)),
+            model = make_backend(pose=None, segmenter=segmenter, device=str(commands.choose_device(device)),
                                  ppseg_model=ppseg_model)
         except BackendUnavailable as err:
-            raise cli_common.UserError(str(err)) from None
+            raise commands.UserError(str(err)) from None
     os.makedirs(outdir, exist_ok=True)
     try:
         report, found = white_background_folder(raw_img_dir, outdir, seg_dir=raw_seg_dir,
@@ -77,7 +76,7 @@ def main(raw_img_dir, raw_seg_dir, outdir, segmenter, ppseg_model, recursive, de
         if model is not None:
             model.close()
     if found == 0:
-        raise cli_common.UserError(f'--raw_img_dir {raw_img_dir}: no images found')
+        raise commands.UserError(f'--raw_img_dir {raw_img_dir}: no images found')
     report.finish('whitened', outdir)
 
 

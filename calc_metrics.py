@@ -50,8 +50,7 @@ import tempfile
 import click
 import torch
 
-import cli_common
-from stylegan_human import runtime
+from stylegan_human import commands, runtime
 import dnnlib
 import legacy
 from metrics import detector_files
@@ -75,7 +74,7 @@ def dataset_options(G, network_dict, data, mirror):
     elif network_dict.get('training_set_kwargs') is not None:
         kwargs = dnnlib.EasyDict(network_dict['training_set_kwargs'])
     else:
-        raise cli_common.UserError('could not look up the dataset options in the pickle; please specify --data')
+        raise commands.UserError('could not look up the dataset options in the pickle; please specify --data')
     kwargs.resolution = G.img_resolution
     kwargs.use_labels = (G.c_dim != 0)
     kwargs.square = bool(getattr(G, 'square', True))
@@ -89,12 +88,12 @@ def check_dataset(dataset_kwargs, G):
     try:
         dataset = metric_utils.construct_class_by_name(**dataset_kwargs)
     except (ValueError, OSError) as err:
-        raise cli_common.UserError(f'--data {dataset_kwargs.get("path")}: {err}') from None
+        raise commands.UserError(f'--data {dataset_kwargs.get("path")}: {err}') from None
     if list(dataset.image_shape) != image_shape_of(G):
-        raise cli_common.UserError(f'--data {dataset_kwargs.get("path")}: images are {dataset.image_shape} (CHW) '
+        raise commands.UserError(f'--data {dataset_kwargs.get("path")}: images are {dataset.image_shape} (CHW) '
                                    f'but the network makes {image_shape_of(G)}')
     if len(dataset) == 0:
-        raise cli_common.UserError(f'--data {dataset_kwargs.get("path")}: no images')
+        raise commands.UserError(f'--data {dataset_kwargs.get("path")}: no images')
 
 
 def run_dir_of(network_pkl):
@@ -172,7 +171,7 @@ def launch(args):
                 path = os.path.join(temp_dir, f'error-{rank}.txt')
                 if os.path.isfile(path):
                     with open(path) as f:
-                        raise cli_common.UserError(f.read().strip()) from None
+                        raise commands.UserError(f.read().strip()) from None
             raise
         finally:
             spawn_log.setLevel(level)
@@ -180,21 +179,21 @@ def launch(args):
 
 def check_gpus(gpus, device):
     if gpus < 1:
-        raise cli_common.UserError('--gpus must be at least 1')
+        raise commands.UserError('--gpus must be at least 1')
     if gpus > 1 and device.type == 'cuda' and torch.cuda.device_count() < gpus:
-        raise cli_common.UserError(f'--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) present')
+        raise commands.UserError(f'--gpus {gpus}: only {torch.cuda.device_count()} CUDA device(s) present')
     if gpus > 1 and device.type not in ('cuda', 'cpu'):
-        raise cli_common.UserError(f'--gpus {gpus} runs one process per CUDA device (or per CPU share); '
+        raise commands.UserError(f'--gpus {gpus} runs one process per CUDA device (or per CPU share); '
                                    f'not available with --device {device.type}')
 
 
 # ----------------------------------------------------------------------------
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('network_pkl', '--network', help='Network pickle filename, URL or model-zoo name', metavar='PATH',
               required=True)
-@click.option('--metrics', help='Quality metrics', metavar='[NAME|A,B,C|none]', type=cli_common.NAME_LIST,
+@click.option('--metrics', help='Quality metrics', metavar='[NAME|A,B,C|none]', type=commands.NAME_LIST,
               default='fid50k_full', show_default=True)
 @click.option('--data', help='Dataset to evaluate against  [default: look up]', metavar='[ZIP|DIR]')
 @click.option('--mirror', help='Enable dataset x-flips  [default: look up]', type=bool, metavar='BOOL')
@@ -202,24 +201,24 @@ def check_gpus(gpus, device):
               default=1, metavar='INT', show_default=True)
 @click.option('--verbose', help='Print optional information', type=bool, default=True, metavar='BOOL',
               show_default=True)
-@click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP)
+@click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--detector', 'inception_file', metavar='PATH',
               help='Inception-v3 file: NVIDIA\'s inception-2015-12-05.pkl or .pt  [default: $METRICS_INCEPTION_FILE, '
                    'the download cache, or download]')
 @click.option('--vgg16', 'vgg16_file', metavar='PATH',
               help='VGG16 file for precision/recall and PPL: NVIDIA\'s vgg16.pkl or .pt  [default: '
                    '$METRICS_VGG16_FILE, the download cache, or download]')
-@cli_common.user_errors
+@commands.user_errors
 def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, inception_file, vgg16_file):
     try:
         metric_main.check_metric_names(metrics)
     except metric_utils.MetricError as err:
-        raise cli_common.UserError(f'--metrics: {err}') from None
-    device = cli_common.choose_device(device)
+        raise commands.UserError(f'--metrics: {err}') from None
+    device = commands.choose_device(device)
     check_gpus(gpus, device)
     for option, path in (('--detector', inception_file), ('--vgg16', vgg16_file)):
         if path is not None and not dnnlib.util.is_url(path) and not os.path.isfile(path):
-            raise cli_common.UserError(f'{option} {path}: file not found')
+            raise commands.UserError(f'{option} {path}: file not found')
 
     args = dnnlib.EasyDict(metrics=metrics, num_gpus=gpus, network_pkl=network_pkl, verbose=verbose, device=device,
                            detectors=dict(inception=inception_file, vgg16=vgg16_file))
@@ -241,7 +240,7 @@ def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, ince
     try:
         launch(args)
     except USER_ERRORS as err:
-        raise cli_common.UserError(str(err)) from None
+        raise commands.UserError(str(err)) from None
 
 
 if __name__ == '__main__':

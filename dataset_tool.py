@@ -51,8 +51,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-import cli_common
-from stylegan_human import runtime
+from stylegan_human import commands, runtime
 
 LABELS_FILE = 'dataset.json'
 TRANSFORMS = ['center-crop', 'center-crop-wide', 'center-crop-tall', 'resize', 'pad']
@@ -88,15 +87,15 @@ class ImageSource:
             names = [os.path.relpath(os.path.join(root, f), self.path).replace('\\', '/')
                      for root, _dirs, files in os.walk(self.path) for f in files]
         elif not os.path.exists(self.path):
-            raise cli_common.UserError(f'--source {self.path}: no such folder or .zip file')
+            raise commands.UserError(f'--source {self.path}: no such folder or .zip file')
         elif _is_zip_name(self.path):
             try:
                 self._zip = zipfile.ZipFile(self.path)
             except (zipfile.BadZipFile, OSError) as err:
-                raise cli_common.UserError(f'--source {self.path}: not a readable zip file ({err})') from None
+                raise commands.UserError(f'--source {self.path}: not a readable zip file ({err})') from None
             names = [n for n in self._zip.namelist() if not n.endswith('/')]
         else:
-            raise cli_common.UserError(f'--source {self.path}: not a folder or a .zip of images')
+            raise commands.UserError(f'--source {self.path}: not a folder or a .zip of images')
         self.names = sorted(n for n in names if _is_image_name(n))
         self.labels = self._read_labels(set(names))
 
@@ -120,7 +119,7 @@ class ImageSource:
             labels = data['labels']
             return {} if labels is None else {str(k).replace('\\', '/'): v for k, v in labels}
         except (ValueError, OSError, KeyError, TypeError) as err:
-            raise cli_common.UserError(f'{where}: expected {{"labels": [[file name, label], ...]}} '
+            raise commands.UserError(f'{where}: expected {{"labels": [[file name, label], ...]}} '
                                        f'({type(err).__name__}: {err})') from None
 
     def header(self, name):
@@ -290,12 +289,12 @@ def output_size(resolution=None, width=None, height=None, aspect=None):
     if resolution is not None:
         res_w, res_h = resolution
         if (width is not None and res_w is not None and width != res_w) or (height is not None and height != res_h):
-            raise cli_common.UserError('--resolution and --width/--height disagree')
+            raise commands.UserError('--resolution and --width/--height disagree')
         width, height = res_w if res_w is not None else width, res_h
     ratio = {'2:1': 2, 'square': 1, None: 2}[aspect]  # height / width; StyleGAN-Human's default is 2:1
     if width is None and height is not None:
         if height % ratio:
-            raise cli_common.UserError(f'height {height} is odd: a 2:1 image needs an even height')
+            raise commands.UserError(f'height {height} is odd: a 2:1 image needs an even height')
         width = height // ratio
     elif height is None and width is not None:
         height = width * ratio
@@ -310,12 +309,12 @@ def check_output_size(width, height, aspect, what):
     elif height == width:
         shape = 'square'
     else:
-        raise cli_common.UserError(f'{size}: neither 2:1 (height = 2 x width, e.g. 512x1024) nor square; '
+        raise commands.UserError(f'{size}: neither 2:1 (height = 2 x width, e.g. 512x1024) nor square; '
                                    'choose one with --resolution')
     if aspect is not None and aspect != shape:
-        raise cli_common.UserError(f'{size}: {shape}, not --aspect {aspect}')
+        raise commands.UserError(f'{size}: {shape}, not --aspect {aspect}')
     if height < 4 or height & (height - 1):
-        raise cli_common.UserError(f'{size}: the height {height} is not a power of two (4 or more); '
+        raise commands.UserError(f'{size}: the height {height} is not a power of two (4 or more); '
                                    'choose one with --resolution')
 
 
@@ -326,11 +325,11 @@ def check_output_size(width, height, aspect, what):
 def check_dest(dest, overwrite):
     """Refuse to replace an existing destination unless asked (an empty folder is fine, as NVIDIA's)."""
     if not dest:
-        raise cli_common.UserError('--dest must not be empty')
+        raise commands.UserError('--dest must not be empty')
     if overwrite or not os.path.lexists(dest):
         return
     if _is_zip_name(dest) or not _is_empty_folder(dest):
-        raise cli_common.UserError(f'--dest {dest} already exists; pass --overwrite to replace it')
+        raise commands.UserError(f'--dest {dest} already exists; pass --overwrite to replace it')
 
 
 class DatasetWriter:
@@ -415,19 +414,19 @@ def convert_images(source, dest, *, max_images=None, transform=None, resolution=
     """Convert ``source`` (folder or zip of images) into a training dataset at ``dest``; returns a ConversionReport.
 
     Options as the command line's; ``resolution`` is (width or None, height).
-    User mistakes raise cli_common.UserError; bad images are skipped and listed in the report.
+    User mistakes raise commands.UserError; bad images are skipped and listed in the report.
     """
     check_dest(dest, overwrite)  # Before the work, not after.
     width, height = output_size(resolution, width, height, aspect)
     if transform is not None and width is None:
-        raise cli_common.UserError(f'--transform {transform} needs --resolution WxH (or --width and --height)')
+        raise commands.UserError(f'--transform {transform} needs --resolution WxH (or --width and --height)')
 
     src = ImageSource(source)
     try:
         report = ConversionReport()
         images = _scan_headers(src, report, log, progress)
         if not images:
-            raise cli_common.UserError(f'--source {source}: no readable images found'
+            raise commands.UserError(f'--source {source}: no readable images found'
                                        + (f' ({len(report.skipped)} unreadable)' if report.skipped else ''))
         asked = width is not None
         if not asked:  # The size most images have.
@@ -444,7 +443,7 @@ def convert_images(source, dest, *, max_images=None, transform=None, resolution=
             labels = _write_images(src, images, writer, convert, channels, pad_color, max_images, report,
                                    log, progress)
             if report.written == 0:
-                raise cli_common.UserError(f'none of the {len(report.skipped)} image(s) could be converted '
+                raise commands.UserError(f'none of the {len(report.skipped)} image(s) could be converted '
                                            '(reasons above); nothing written')
             writer.write(LABELS_FILE, json.dumps({'labels': labels}))
             writer.commit()
@@ -544,13 +543,13 @@ def _reason(err):
 # Command line
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('--source', help='Folder or .zip of input images', required=True, metavar='PATH')
 @click.option('--dest', help='Output .zip or folder', required=True, metavar='PATH')
 @click.option('--max-images', help='Output only up to `max-images` images', type=click.IntRange(min=1), default=None)
 @click.option('--transform', help='How images become the output size (see above)', type=click.Choice(TRANSFORMS))
 @click.option('--resolution', help="Output size, width x height (e.g. '512x1024'), or a height", metavar='WxH',
-              type=cli_common.ParsedType('WxH', parse_resolution))
+              type=commands.ParsedType('WxH', parse_resolution))
 @click.option('--width', help='Output width', type=click.IntRange(min=1))
 @click.option('--height', help='Output height', type=click.IntRange(min=1))
 @click.option('--aspect', help='Output shape when only a height (or width) is given [default: 2:1]',
@@ -560,9 +559,9 @@ def _reason(err):
 @click.option('--img-format', help='Output colour: keep (grayscale stays 1 channel unless mixed with colour), L or RGB',
               type=click.Choice(['keep', 'L', 'RGB']), default='keep', show_default=True)
 @click.option('--pad-color', help='Fill of --transform pad and of transparent pixels: white, black, R,G,B',
-              type=cli_common.ParsedType('color', parse_color), default='white', show_default=True)
+              type=commands.ParsedType('color', parse_color), default='white', show_default=True)
 @click.option('--overwrite', help='Replace an existing --dest', is_flag=True)
-@cli_common.user_errors
+@commands.user_errors
 def convert_dataset(source, dest, max_images, transform, resolution, width, height, aspect, resize_filter,
                     img_format, pad_color, overwrite):
     report = convert_images(source, dest, max_images=max_images, transform=transform, resolution=resolution,

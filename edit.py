@@ -22,16 +22,16 @@ import click
 import numpy as np
 import torch
 
-import cli_common
-from stylegan_human import runtime
+from stylegan_human import commands, runtime
 import legacy
 from dnnlib.atomic import save_image
 from edit.directions import DirectionFileError
 from edit.edit_config import KNOWN_ATTRIBUTES, load_config
 from edit.methods import METHODS, Editor
 from edit.published import direction_root
-from generate import load_latent, seed_to_z, to_uint8
-from video_io import FrameWriter
+from stylegan_human.latent_files import load_latent
+from stylegan_human.sampling import seed_to_z, to_uint8
+from stylegan_human.video import FrameWriter
 
 SWEEP_FRAMES = 90      # upstream's video length
 
@@ -51,7 +51,7 @@ def start_codes(G, seeds, truncation_psi, real_w_path, device):
         try:
             w = load_latent(real_w_path, G, device)
         except ValueError as err:
-            raise cli_common.UserError(f'--real_w_path {err}') from None
+            raise commands.UserError(f'--real_w_path {err}') from None
         return [('real', w.repeat([1, G.num_ws // w.shape[1], 1]))]
     codes = []
     for seed in seeds:
@@ -67,11 +67,11 @@ def load_photo_tensor(path, G):
     try:
         target, _ = load_target(path, network_size(G))
     except ValueError as err:
-        raise cli_common.UserError(f'--real_img_path {path}: {err}') from None
+        raise commands.UserError(f'--real_img_path {path}: {err}') from None
     return target
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('--network', 'network_pkl', required=True, help='Network pickle path, URL or zoo name')
 @click.option('--attr_name', '--attr-name', 'attr_name', required=True,
               help=f'Attribute: {", ".join(KNOWN_ATTRIBUTES)}')
@@ -79,7 +79,7 @@ def load_photo_tensor(path, G):
 @click.option('--gen_video', '--gen-video', 'gen_video', default='True', show_default=True,
               help='Also write an MP4 of the strength sweep (True/False)')
 @click.option('--combine', default='True', show_default=True, help='One video with all methods side by side (True/False)')
-@click.option('--seeds', type=cli_common.SEEDS, default='61531,61570,61571,61610', show_default=True)
+@click.option('--seeds', type=commands.SEEDS, default='61531,61570,61571,61610', show_default=True)
 @click.option('--outdir', default='outputs/editing', show_default=True, metavar='DIR')
 @click.option('--real', default='False', show_default=True, help='Edit an inverted photo (True/False)')
 @click.option('--real_w_path', '--real-w-path', 'real_w_path', default=None, help='The pivot 0.pt from run_pti.py')
@@ -87,24 +87,24 @@ def load_photo_tensor(path, G):
               help='The photo, shown first in the strip')
 @click.option('--method', type=click.Choice(METHODS + ('all',)), default='all', show_default=True)
 @click.option('--strength', type=float, default=None, help="Override the attribute's strength (all methods)")
-@click.option('--layers', type=cli_common.SEEDS, default=None,
+@click.option('--layers', type=commands.SEEDS, default=None,
               help='Override the layers: the w+ layers for SeFa; with --method stylespace, its S layer (first value)')
 @click.option('--directions', 'directions_dir', default='latent_direction', show_default=True, metavar='DIR',
               help="Folder in upstream's latent_direction layout (fetched when it lacks the attribute)")
-@click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP)
-@cli_common.user_errors
+@click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
+@commands.user_errors
 def main(network_pkl, attr_name, truncation_psi, gen_video, combine, seeds, outdir, real, real_w_path, real_img_path,
          method, strength, layers, directions_dir, device):
     try:
         gen_video, combine, real = parse_bool(gen_video), parse_bool(combine), parse_bool(real)
     except click.BadParameter as err:
-        raise cli_common.UserError(str(err)) from None
+        raise commands.UserError(str(err)) from None
     config, known = load_config(directions_dir)
     if attr_name not in known:
-        raise cli_common.UserError(f'--attr_name {attr_name}: unknown; known attributes: {", ".join(known)}')
+        raise commands.UserError(f'--attr_name {attr_name}: unknown; known attributes: {", ".join(known)}')
     if real and not real_w_path:
-        raise cli_common.UserError('--real True needs --real_w_path (the pivot 0.pt written by run_pti.py)')
-    device = cli_common.choose_device(device)
+        raise commands.UserError('--real True needs --real_w_path (the pivot 0.pt written by run_pti.py)')
+    device = commands.choose_device(device)
     G = legacy.load_network(network_pkl)['G_ema'].eval().requires_grad_(False).to(device).float()
     methods = METHODS if method == 'all' else (method,)
     if method == 'all':   # an attribute of your own may have directions for some methods only
@@ -113,7 +113,7 @@ def main(network_pkl, attr_name, truncation_psi, gen_video, combine, seeds, outd
         root = directions_dir if attr_name not in KNOWN_ATTRIBUTES else direction_root(attr_name, directions_dir)
         editor = Editor(G, attr_name, root, methods, strength, layers, config=config)
     except DirectionFileError as err:
-        raise cli_common.UserError(str(err)) from None
+        raise commands.UserError(str(err)) from None
     photo = load_photo_tensor(real_img_path, G).to(device) if real and real_img_path else None
 
     codes = start_codes(G, seeds, truncation_psi, real_w_path if real else None, device)

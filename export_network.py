@@ -15,24 +15,23 @@ import os
 import click
 import torch
 
-import cli_common
-from stylegan_human import runtime
+from stylegan_human import commands, runtime
 import legacy
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('--network', 'network_pkl', required=True, help='Network pickle path, URL or model-zoo name')
 @click.option('--out', 'out_path', required=True, metavar='FILE.safetensors', help='Where to write the export')
 @click.option('--which', type=click.Choice(['G_ema', 'G', 'D']), default='G_ema', show_default=True,
               help='Which network of the pickle')
-@cli_common.user_errors
+@commands.user_errors
 def main(network_pkl, out_path, which):
     if not out_path.endswith('.safetensors'):
-        raise cli_common.UserError(f'--out {out_path}: the file name must end in .safetensors')
+        raise commands.UserError(f'--out {out_path}: the file name must end in .safetensors')
     data = legacy.load_network(network_pkl)
     if not isinstance(data.get(which), torch.nn.Module):
         present = [key for key, value in data.items() if isinstance(value, torch.nn.Module)]
-        raise cli_common.UserError(f'{network_pkl} holds no {which} network (it has {", ".join(present)})')
+        raise commands.UserError(f'{network_pkl} holds no {which} network (it has {", ".join(present)})')
     if os.path.dirname(out_path):
         os.makedirs(os.path.dirname(out_path), exist_ok=True)
     legacy.export_network(data[which], out_path)

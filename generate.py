@@ -25,7 +25,7 @@ import os
 
 import click
 
-import cli_common
+from stylegan_human import commands
 import legacy
 from dnnlib.atomic import save_image
 from stylegan_human import runtime, sampling
@@ -36,25 +36,25 @@ from stylegan_human.sampling import (  # noqa: F401
     Sample, generate_images, input_transform, make_labels, make_transform, seed_to_z, to_uint8, version_of)
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('--network', 'network_pkl', help='Network pickle path, URL or model-zoo name', required=True)
-@click.option('--seeds', type=cli_common.SEEDS, help='List of random seeds, e.g. 0-10,15', required=True)
+@click.option('--seeds', type=commands.SEEDS, help='List of random seeds, e.g. 0-10,15', required=True)
 @click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True)
 @click.option('--trunc-cutoff', 'truncation_cutoff', type=int, help='Truncate only the first N ws (default: all for StyleGAN2/3, 8 for StyleGAN1)')
 @click.option('--noise-mode', help='Noise mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--outdir', help='Where to save the output images', default='outputs/generate/', type=str, show_default=True, metavar='DIR')
 @click.option('--version', help='StyleGAN version, 1, 2 or 3 (default: read from the file)', type=click.IntRange(1, 3))
 @click.option('--class', 'class_idx', type=int, help='Class label for a conditional network')
-@click.option('--translate', type=cli_common.VEC2, default='0,0', show_default=True, help='StyleGAN3 input translation, e.g. 0.3,1')
+@click.option('--translate', type=commands.VEC2, default='0,0', show_default=True, help='StyleGAN3 input translation, e.g. 0.3,1')
 @click.option('--rotate', type=float, default=0, show_default=True, help='StyleGAN3 input rotation in degrees')
-@click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP)
+@click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=None, help='Images per forward pass  [default: 1 on CPU; on a GPU as many as half its free memory holds, at most 32]')
 @click.option('--latents/--no-latents', 'write_latents', default=True, show_default=True, help='Also write seeds, z and w to OUTDIR/latents.npz')
 @click.option('--trust-embedded-code', is_flag=True, help='Run the code embedded in the pickle (only for files you trust)')
-@cli_common.user_errors
+@commands.user_errors
 def main(network_pkl, seeds, truncation_psi, truncation_cutoff, noise_mode, outdir, version,
          class_idx, translate, rotate, device, batch_size, write_latents, trust_embedded_code):
-    device = cli_common.choose_device(device)
+    device = commands.choose_device(device)
     print(f'Loading networks from "{network_pkl}"...')
     G = legacy.load_network(network_pkl, trust_embedded_code=trust_embedded_code)['G_ema']
     G = G.eval().requires_grad_(False).to(device)
@@ -69,7 +69,7 @@ def main(network_pkl, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
     latents = LatentStream(os.path.join(outdir, 'latents.npz')) if write_latents else None
     written = 0
     try:
-        with cli_common.stop_between_items() as interrupt:
+        with commands.stop_between_items() as interrupt:
             for sample in sampling.with_progress(_chain(first, samples), len(seeds)):
                 save_image(sample.image, os.path.join(outdir, f'seed{sample.seed:04d}.png'))
                 if latents is not None:
@@ -81,7 +81,7 @@ def main(network_pkl, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         if latents is not None:
             latents.close()   # the latents of every image written, also after an interrupt
     if written < len(seeds):
-        cli_common.report_interrupted(written, len(seeds), 'image(s)', outdir)
+        commands.report_interrupted(written, len(seeds), 'image(s)', outdir)
     print(f'Wrote {written} image(s) to {outdir}')
 
 

@@ -25,13 +25,13 @@ import click
 import numpy as np
 import torch
 
-import cli_common
-from stylegan_human import runtime
+from stylegan_human import commands, runtime
 import legacy
 from aligner.backends import BackendUnavailable
 from aligner.face import DlibFaceFinder, FaceNotFound, MediaPipeFaceFinder, parse_box
 from dnnlib.atomic import atomic_write, save_image
-from generate import load_latent, seed_to_z, to_uint8
+from stylegan_human.latent_files import load_latent
+from stylegan_human.sampling import seed_to_z, to_uint8
 from inset.optimize import InsetConfig, feathered_paste, fit_to_box, joint_optimize
 
 
@@ -45,7 +45,7 @@ def start_latent(G, seed, latent_path, truncation_psi, device):
     try:
         return load_latent(latent_path, G, device)
     except ValueError as err:
-        raise cli_common.UserError(str(err)) from None
+        raise commands.UserError(str(err)) from None
 
 
 def make_face_finder(kind, dlib_detector, dlib_predictor):
@@ -65,10 +65,10 @@ def load_perceptual(kind, device):
     try:
         return losses.load_lpips(kind, None, None, device)
     except losses.WeightsError as err:
-        raise cli_common.UserError(f'{err} (or run with --lpips none for L1 losses only)') from None
+        raise commands.UserError(f'{err} (or run with --lpips none for L1 losses only)') from None
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('--face_network', '--face-network', 'face_network', default='./pretrained_models/ffhq.pkl',
               show_default=True, help='Face generator: pickle path, URL or zoo name')
 @click.option('--body_network', '--body-network', 'body_network', default='./pretrained_models/stylegan2_1024.pkl',
@@ -94,16 +94,16 @@ def load_perceptual(kind, device):
 @click.option('--body-weight', type=float, default=1.0, show_default=True, help='Scale of the keep-the-body loss')
 @click.option('--face-weight', type=float, default=1.0, show_default=True, help='Scale of the keep-the-face loss')
 @click.option('--reg-weight', type=float, default=1.0, show_default=True, help='Scale of the body w regulariser')
-@click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP)
-@cli_common.user_errors
+@click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
+@commands.user_errors
 def main(face_network, body_network, face_seed, body_seed, face_latent, body_latent, joint_steps, face_steps,
          body_steps, truncation_psi, outdir, video, face_box, face_detector, dlib_detector, dlib_predictor,
          lpips_kind, coarse_weight, border_weight, body_weight, face_weight, reg_weight, device):
-    device = cli_common.choose_device(device)
+    device = commands.choose_device(device)
     try:
         manual_box = parse_box(face_box) if face_box else None
     except ValueError as err:
-        raise cli_common.UserError(f'--face-box: {err}') from None
+        raise commands.UserError(f'--face-box: {err}') from None
     face_G = legacy.load_network(face_network)['G_ema'].eval().requires_grad_(False).to(device).float()
     body_G = legacy.load_network(body_network)['G_ema'].eval().requires_grad_(False).to(device).float()
     perceptual = load_perceptual(lpips_kind, device)
@@ -121,15 +121,15 @@ def main(face_network, body_network, face_seed, body_seed, face_latent, body_lat
             finder = make_face_finder(face_detector, dlib_detector, dlib_predictor)
             box = locate(finder, body_start)
         except BackendUnavailable as err:
-            raise cli_common.UserError(str(err)) from None
+            raise commands.UserError(str(err)) from None
         except FaceNotFound as err:
-            raise cli_common.UserError(f'{err}; pass --face-box X0,Y0,X1,Y1 to say where the face is') from None
+            raise commands.UserError(f'{err}; pass --face-box X0,Y0,X1,Y1 to say where the face is') from None
     else:
         box = manual_box
     height, width = body_start.shape[2:]
     box = box.clipped(width, height)
     if box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:
-        raise cli_common.UserError(f'face box {box.x0},{box.y0},{box.x1},{box.y1} does not fit in the '
+        raise commands.UserError(f'face box {box.x0},{box.y0},{box.x1},{box.y1} does not fit in the '
                                    f'{width}x{height} body image')
     print(f'Face box in the body image: {box.x0},{box.y0},{box.x1},{box.y1}')
     start_box = box
@@ -194,7 +194,7 @@ def _frames(outdir, tag, video):
     import contextlib
     if not video:
         return contextlib.nullcontext(None)
-    from video_io import FrameWriter
+    from stylegan_human.video import FrameWriter
     return FrameWriter(os.path.join(outdir, f'{tag}.mp4'), fps=30)
 
 

@@ -28,8 +28,7 @@ import click
 import numpy as np
 import torch
 
-import cli_common
-from stylegan_human import runtime
+from stylegan_human import commands, runtime
 import legacy
 from aligner.batch import BatchReport, output_stems, PHOTO_FAILURES
 from aligner.photo_io import list_photos, IMAGE_SUFFIXES
@@ -178,7 +177,7 @@ def invert_together(inverter, items, report, checkpoints):
         report.done += 1
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 @click.option('--network', 'network_pkl', default='pretrained_models/stylegan_human_v2_1024.pkl', show_default=True,
               help='Generator pickle path, URL or model-zoo name')
 @click.option('--input', 'input_path', default='aligned_image/', show_default=True, metavar='PATH',
@@ -214,27 +213,27 @@ def invert_together(inverter, items, report, checkpoints):
 @click.option('--use-last-pivots', is_flag=True, help="Reuse a photo's saved pivot (0.pt) instead of computing it")
 @click.option('--check-every', type=click.IntRange(min=1), default=10, show_default=True,
               help='Read the loss from the device every N steps (early stop granularity)')
-@click.option('--device', default='auto', show_default=True, help=cli_common.DEVICE_OPTION_HELP)
+@click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--seed', type=int, default=0, show_default=True, help='Seed for noise and sampling')
-@cli_common.user_errors
+@commands.user_errors
 def main(network_pkl, input_path, outdir, run_name, inversion, e4e_path, vgg16_weights, lpips_type, lpips_weights,
          lpips_backbone, first_inv_steps, first_inv_lr, pti_steps, pti_lr, lpips_threshold, l2_lambda, lpips_lambda,
          locality_reg, locality_l2_lambda, locality_lpips_lambda, locality_alpha, locality_samples, locality_interval,
          multi_id, max_images, use_last_pivots, check_every, device, seed):
     if os.path.isfile(input_path):
         if not input_path.lower().endswith(IMAGE_SUFFIXES):
-            raise cli_common.UserError(f'--input {input_path}: not an image file')
+            raise commands.UserError(f'--input {input_path}: not an image file')
         paths, root = [input_path], os.path.dirname(input_path) or '.'
     elif os.path.isdir(input_path):
         paths, root = list_photos(input_path), input_path
     else:
-        raise cli_common.UserError(f'--input {input_path}: no such file or folder')
+        raise commands.UserError(f'--input {input_path}: no such file or folder')
     if not paths:
-        raise cli_common.UserError(f'--input {input_path}: no images found')
+        raise commands.UserError(f'--input {input_path}: no images found')
     if len(paths) > max_images:
         print(f'Inverting the first {max_images} of {len(paths)} photos (--max-images)')
         paths = paths[:max_images]
-    device = cli_common.choose_device(device)
+    device = commands.choose_device(device)
     torch.manual_seed(seed)
 
     print(f'Loading networks from "{network_pkl}"...')
@@ -251,7 +250,7 @@ def main(network_pkl, input_path, outdir, run_name, inversion, e4e_path, vgg16_w
         inverter = Inverter(G, device, inversion, projection_cfg, tuning_cfg, seed, weights, outdir, run_name,
                             reuse_pivots=use_last_pivots)
     except losses.WeightsError as err:
-        raise cli_common.UserError(str(err)) from None
+        raise commands.UserError(str(err)) from None
 
     stems = output_stems(paths, root)
     items = [(p, stems[p].replace(os.sep, '_')) for p in paths]

@@ -48,8 +48,7 @@ import os
 
 import click
 
-import cli_common
-from stylegan_human import runtime
+from stylegan_human import commands, runtime
 from training import launch
 from training import train_config
 from training.train_config import OptionsError
@@ -169,13 +168,13 @@ def _check_metrics_available(metrics):
 # ----------------------------------------------------------------------------
 
 
-@click.command(cls=cli_common.Command, help=__doc__)
+@click.command(cls=commands.Command, help=__doc__)
 # General options.
 @click.option('--outdir', help='Where to save the results', required=True, metavar='DIR')
 @click.option('--gpus', help='Number of GPUs (processes) to use  [default: 1]', type=click.IntRange(min=1), metavar='INT')
 @click.option('--snap', help='How often to save snapshots  [default: 50 ticks]', type=click.IntRange(min=1), metavar='TICKS')
 @click.option('--metrics', help='Quality metrics: comma-separated list or "none"  [default: fid50k_full]',
-              type=cli_common.NAME_LIST, metavar='[NAME|A,B,C|none]')
+              type=commands.NAME_LIST, metavar='[NAME|A,B,C|none]')
 @click.option('--seed', help='Random seed  [default: 0]', type=click.IntRange(min=0), metavar='INT')
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 # Dataset.
@@ -226,7 +225,7 @@ def main(**flags):
     try:
         run_training(**flags)
     except (OptionsError, launch.LaunchError) as err:
-        raise cli_common.UserError(str(err)) from None
+        raise commands.UserError(str(err)) from None
 
 
 if __name__ == '__main__':

@@ -83,17 +83,24 @@ def reference_flops(G):
 
 
 def measure_child(name, spec, mode, batch, reps, out_path):
-    """Runs in a subprocess: time per image, peak RSS, raw output of seed 0 (saved for the diff)."""
+    """Runs in a subprocess: time per image, peak RSS, raw output of seed 0 (saved for the diff).
+
+    Images are made as the scripts make them: mapping, then the sampling layer's synthesis
+    (image by image on the CPU fast path, the whole batch otherwise).
+    """
+    from stylegan_human.sampling import synthesize
     from torch_utils import allocator
     from torch_utils.ops import ops_mode
-    ops_mode.set_mode(mode)
     if mode == 'fast':
         allocator.reuse_freed_memory()  # what the scripts do; the reference keeps the default allocator
     G = build(spec)
     z = torch.from_numpy(np.random.RandomState(0).randn(batch, G.z_dim)).float()
-    with torch.no_grad():
-        first = G(z, None, noise_mode='const', force_fp32=True)          # warm-up, and the output to compare
-        times = [_time(lambda: G(z, None, noise_mode='const', force_fp32=True)) for _ in range(reps)]
+
+    def images():
+        return synthesize(G, G.mapping(z, None), noise_mode='const', force_fp32=True)
+    with torch.no_grad(), ops_mode.use_ops(mode):
+        first = images()          # warm-up, and the output to compare
+        times = [_time(images) for _ in range(reps)]
     np.save(out_path, first[:1].numpy())
     print(json.dumps({'seconds_per_image': min(times) / batch, 'peak_mb': peak_rss_mb()}))
 

@@ -1,10 +1,10 @@
 """The project's one error hierarchy: every error a user can cause or fix derives from ToolkitError.
 
 Library code raises these with a one-line message that names the bad value (a path, a
-number, a seed), and, where the value came in through a function argument, that
-argument's name as ``param``. Command lines print the message as one line and put the
-option the user typed in front (``cli_common.user_errors`` maps ``param`` to the click
-option of the same name); the web app shows the message as it is. Each class also
+number, a seed) in its text, and, where the value came in through a function argument,
+that argument's name as ``param``. Command lines print the message as one line led by the
+option the user typed (``stylegan_human.commands.user_errors`` maps ``param`` to the click
+option of the same name: ``--class: ...``); the web app shows the message as it is. Each class also
 derives from the built-in exception that fits, so ``except ValueError`` keeps working.
 """
 

@@ -27,11 +27,10 @@ import click
 import numpy as np
 import torch
 
-import cli_common
-from stylegan_human import runtime
-import legacy
+from stylegan_human import commands, runtime
 from dnnlib.atomic import atomic_write
-from generate import seed_to_z, to_uint8
+from stylegan_human.network_files import load_network
+from stylegan_human.sampling import seed_to_z, synthesize, to_uint8
 
 from .directions import conv_style_layers
 from .interfacegan import train_boundary
@@ -62,7 +61,7 @@ def read_labels(path):
                 continue
             labels[int(row[0])] = float(row[1])
     if not labels:
-        raise cli_common.UserError(f'--labels {path}: no "seed,label" rows')
+        raise commands.UserError(f'--labels {path}: no "seed,label" rows')
     return labels
 
 
@@ -72,7 +71,7 @@ def load_scorer(spec):
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as err:
-        raise cli_common.UserError(f'--scorer {spec}: cannot import it ({err})') from None
+        raise commands.UserError(f'--scorer {spec}: cannot import it ({err})') from None
 
 
 def sample(G, seeds, batch=16):
@@ -84,13 +83,13 @@ def sample(G, seeds, batch=16):
     def images():
         for i in range(0, len(ws), batch):
             with torch.no_grad():
-                yield to_uint8(G.synthesis(ws[i:i + batch], noise_mode='const', force_fp32=True)).numpy()
+                yield to_uint8(synthesize(G, ws[i:i + batch], noise_mode='const', force_fp32=True)).numpy()
     return ws, images
 
 
 def labelled_samples(G, labels_path, scorer_spec, seeds):
     if (labels_path is None) == (scorer_spec is None):
-        raise cli_common.UserError('give either --labels CSV or --scorer module:function')
+        raise commands.UserError('give either --labels CSV or --scorer module:function')
     if labels_path:
         labels = read_labels(labels_path)
         seeds = sorted(labels)
@@ -118,21 +117,21 @@ def _common(fn):
     return fn
 
 
-@cli.command(cls=cli_common.Command)
+@cli.command(cls=commands.Command)
 @_common
-@click.option('--layers', type=cli_common.SEEDS, default='4-7', show_default=True, help='w+ layers to edit')
+@click.option('--layers', type=commands.SEEDS, default='4-7', show_default=True, help='w+ layers to edit')
 @click.option('--top-k', type=click.IntRange(min=1), default=5, show_default=True)
 @click.option('--index', type=click.IntRange(min=0), default=0, show_default=True, help='Which direction to save')
 @click.option('--strength', type=float, default=5.0, show_default=True)
-@cli_common.user_errors
+@commands.user_errors
 def sefa(network_pkl, name, outdir, layers, top_k, index, strength):
     """SeFa: directions from the weights of the layers feeding the chosen w+ layers."""
-    G = legacy.load_network(network_pkl)['G_ema'].eval()
+    G = load_network(network_pkl)['G_ema'].eval()
     indices = [i for i, (layer, _) in enumerate(style_layers(G)) if _w_index(G, layer) in layers]
     try:
         vectors, values = sefa_directions(G, indices, top_k=max(top_k, index + 1))
     except ValueError as err:
-        raise cli_common.UserError(f'--layers: {err}') from None
+        raise commands.UserError(f'--layers: {err}') from None
     os.makedirs(os.path.join(outdir, 'sefa'), exist_ok=True)
     atomic_write(os.path.join(outdir, 'sefa', f'{name}.pt'), lambda f: torch.save(torch.from_numpy(vectors[index]), f))
     record_defaults(outdir, 'sefa', name, [list(layers), strength])
@@ -156,22 +155,22 @@ def _w_index(G, layer_name):
                     getattr(G.synthesis, block).num_conv if layer == 'torgb' else 0)
 
 
-@cli.command(cls=cli_common.Command)
+@cli.command(cls=commands.Command)
 @_common
 @click.option('--labels', 'labels_path', default=None, metavar='CSV', help='seed,label rows (0/1 labels or scores)')
 @click.option('--scorer', 'scorer_spec', default=None, metavar='MODULE:FUNCTION', help='Scores images of --seeds')
-@click.option('--seeds', type=cli_common.SEEDS, default='0-1999', show_default=True)
+@click.option('--seeds', type=commands.SEEDS, default='0-1999', show_default=True)
 @click.option('--chosen-ratio', type=float, default=0.02, show_default=True, help='Extremes kept from scores')
 @click.option('--strength', type=float, default=1.0, show_default=True)
-@cli_common.user_errors
+@commands.user_errors
 def interfacegan(network_pkl, name, outdir, labels_path, scorer_spec, seeds, chosen_ratio, strength):
     """InterfaceGAN: a linear boundary in W, written as S-space vectors like upstream's."""
-    G = legacy.load_network(network_pkl)['G_ema'].eval()
+    G = load_network(network_pkl)['G_ema'].eval()
     ws, labels = labelled_samples(G, labels_path, scorer_spec, seeds)
     try:
         normal = train_boundary(ws[:, 0].numpy(), labels, chosen_ratio=chosen_ratio)
     except ValueError as err:
-        raise cli_common.UserError(str(err)) from None
+        raise commands.UserError(str(err)) from None
     folder = os.path.join(outdir, 'ss', name)
     os.makedirs(folder, exist_ok=True)
     for i, (_, affine) in enumerate(conv_style_layers(G)):   # s = A w + b, so w + n moves s by A n
@@ -182,21 +181,21 @@ def interfacegan(network_pkl, name, outdir, labels_path, scorer_spec, seeds, cho
     print(f'boundary trained on {len(labels)} samples; wrote {folder}')
 
 
-@cli.command(cls=cli_common.Command)
+@cli.command(cls=commands.Command)
 @_common
 @click.option('--labels', 'labels_path', default=None, metavar='CSV', help='seed,label rows (label > 0.5 = positive)')
 @click.option('--scorer', 'scorer_spec', default=None, metavar='MODULE:FUNCTION')
-@click.option('--seeds', type=cli_common.SEEDS, default='0-999', show_default=True)
+@click.option('--seeds', type=commands.SEEDS, default='0-999', show_default=True)
 @click.option('--channels', type=click.IntRange(min=1), default=10, show_default=True, help='Channels to keep')
 @click.option('--strength', type=float, default=5.0, show_default=True)
-@cli_common.user_errors
+@commands.user_errors
 def stylespace(network_pkl, name, outdir, labels_path, scorer_spec, seeds, channels, strength):
     """StyleSpace: the channels that differ most between positive and negative samples."""
-    G = legacy.load_network(network_pkl)['G_ema'].eval()
+    G = load_network(network_pkl)['G_ema'].eval()
     ws, labels = labelled_samples(G, labels_path, scorer_spec, seeds)
     positive = labels > (0.5 if np.isin(labels, (0, 1)).all() else np.median(labels))
     if positive.all() or not positive.any():
-        raise cli_common.UserError('the labels have only one class')
+        raise commands.UserError('the labels have only one class')
     with torch.no_grad():
         styles, _ = capture_styles(G, ws, noise_mode='const', force_fp32=True)
     conv_names = [n for n, _ in conv_style_layers(G)]

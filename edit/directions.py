@@ -22,9 +22,8 @@ import re
 import numpy as np
 import torch
 
-import legacy
-
 from dnnlib.errors import FileFormatError
+from stylegan_human.network_files import read_pickle_safely
 
 from .stylespace import style_layers
 
@@ -44,7 +43,7 @@ def read_stylespace_vectors(folder):
     for path in glob.glob(os.path.join(folder, 'style_vect_mean_*.pkl')):
         index = int(re.search(r'style_vect_mean_(\d+)\.pkl$', path).group(1))
         try:
-            value = legacy.read_pickle_safely(path)
+            value = read_pickle_safely(path)
         except Exception as err:  # a refused global, a truncated file...: one line either way
             raise DirectionFileError(f'{path}: not a direction file ({type(err).__name__}: {err})') from None
         vectors[index] = np.asarray(value, dtype=np.float32).reshape(-1)

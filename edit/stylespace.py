@@ -37,22 +37,21 @@ def _hooks(G, fn):
 
 
 def capture_styles(G, ws, **synthesis_kwargs):
-    """Run the synthesis and return ({layer name: styles [N, C]}, images)."""
-    parts = {}
+    """Run the synthesis once and return ({layer name: styles [N, C]}, images)."""
+    styles = {}
 
     def keep(name, out):
-        # A layer may run more than once per call (the fast CPU synthesis goes image by image).
-        parts.setdefault(name, []).append(out.detach().clone())
+        styles[name] = out.detach().clone()
     with _hooks(G, keep):
         images = G.synthesis(ws, **synthesis_kwargs)
-    return {name: torch.cat(chunks) for name, chunks in parts.items()}, images
+    return styles, images
 
 
 def synthesize_with_styles(G, ws, changes, **synthesis_kwargs):
     """Synthesis with some style vectors changed.
 
-    changes: {layer name: callable(styles) -> new styles, or a tensor added to them}. A layer may
-    be called once per image (the fast CPU synthesis), so a tensor must be one shared [C] shift.
+    changes: {layer name: callable(styles [N, C]) -> new styles, or a tensor added to them
+    ([C] shifts every image alike, [N, C] each its own).
     """
     def change(name, out):
         if name not in changes:

@@ -48,12 +48,12 @@ def make_labels(G: torch.nn.Module, class_idx: Optional[int], batch_size: int, d
     c = torch.zeros([batch_size, G.c_dim], device=device)
     if G.c_dim == 0:
         if class_idx is not None:
-            raise InputError(f'{class_idx}: this network is unconditional and takes no class', param='class_idx')
+            raise InputError(f'this network is unconditional and takes no class (got {class_idx})', param='class_idx')
         return c
     if class_idx is None:
         raise InputError(f'this network is conditional ({G.c_dim} classes): give a class index', param='class_idx')
     if not 0 <= class_idx < G.c_dim:
-        raise InputError(f'{class_idx}: the class must be between 0 and {G.c_dim - 1}', param='class_idx')
+        raise InputError(f'class {class_idx} does not exist: this network has classes 0-{G.c_dim - 1}', param='class_idx')
     c[:, class_idx] = 1
     return c
 
@@ -75,8 +75,7 @@ def input_transform(G: torch.nn.Module, translate: Tuple[float, float] = (0, 0),
     synthesis_input = getattr(G.synthesis, 'input', None)
     if synthesis_input is None or not hasattr(synthesis_input, 'transform'):
         if wants:
-            raise InputError(f'{",".join(str(t) for t in translate)} / {rotate} degrees: moving or rotating '
-                             'the input needs a StyleGAN3 network', param='translate')
+            raise InputError('moving or rotating the input needs a StyleGAN3 network', param='translate')
         yield
         return
     saved = synthesis_input.transform.detach().clone()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import cli_common
+from stylegan_human import commands
 import export_network
 import generate
 import legacy

@@ -46,13 +46,29 @@ def test_generator_fast_equals_reference(kwargs):
     assert float((fast - ref).abs().max()) > 0    # the fast path did run (different rounding)
 
 
-def test_batch_gives_the_images_of_batch_one():
+def test_sampling_layer_gives_the_images_of_batch_one():
+    from stylegan_human.sampling import synthesize
     G = _generator()
     with torch.no_grad():
         ws = G.mapping(torch.randn(3, G.z_dim), None)
-        together = G.synthesis(ws, noise_mode='const')
+        together = synthesize(G, ws, noise_mode='const')
         alone = torch.cat([G.synthesis(ws[i:i + 1], noise_mode='const') for i in range(3)])
     assert torch.equal(together, alone)
+
+
+def test_the_network_computes_the_batch_it_is_given_in_one_call():
+    G = _generator()
+    calls = []
+    handle = G.synthesis.b8.conv1.register_forward_hook(lambda module, args, out: calls.append(out.shape[0]))
+    try:
+        with torch.no_grad():
+            ws = G.mapping(torch.randn(3, G.z_dim), None)
+            together = G.synthesis(ws, noise_mode='const')
+            alone = torch.cat([G.synthesis(ws[i:i + 1], noise_mode='const') for i in range(3)])
+    finally:
+        handle.remove()
+    assert calls == [3, 1, 1, 1]   # one call with the whole batch, then the three single images
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('up', [1, 2])
@@ -99,10 +115,12 @@ def test_demodulation_equals_the_per_sample_kernel_norm():
     torch.testing.assert_close(modulated_conv_fast.demodulation(weight, styles), want)
 
 
-def test_applies_only_to_one_float32_cpu_image_in_fast_mode():
+def test_applies_only_to_float32_cpu_inference_in_fast_mode():
     x = torch.zeros(1, 2, 4, 4)
     assert modulated_conv_fast.applies(x)
-    assert not modulated_conv_fast.applies(torch.zeros(2, 2, 4, 4))
+    assert modulated_conv_fast.applies(torch.zeros(2, 2, 4, 4))
+    assert not modulated_conv_fast.applies(x.requires_grad_(True))
+    x = x.detach()
     assert not modulated_conv_fast.applies(x.double())
     assert not modulated_conv_fast.applies(x, activation='tanh')
     with reference_ops():
@@ -182,7 +200,7 @@ for name in ('ops_mode', 'modulated_conv_fast'):  # these do not
         delattr(torch_utils.ops, name)
 sys.meta_path.insert(0, Block())
 from training import {module} as nets
-assert getattr(nets, 'ops_mode', 'absent') is None
+assert getattr(nets, 'ops_mode', None) is None
 kwargs = dict(channel_base=256, channel_max=16) if {module!r} == 'networks_stylegan2' else dict(channel_base=512, channel_max=16)
 G = nets.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, square=False,
                    mapping_kwargs=dict(num_layers=1), **kwargs).eval()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import cli_common
+from stylegan_human import commands
 import generate
 import legacy
 from conftest import ROOT
@@ -137,22 +137,22 @@ def test_real_command_line_one_line_error(tmp_path):
 
 
 def test_parse_range():
-    assert cli_common.parse_range('0-3,7,10-11') == [0, 1, 2, 3, 7, 10, 11]
+    assert commands.parse_range('0-3,7,10-11') == [0, 1, 2, 3, 7, 10, 11]
     for bad in ('', 'a', '3-1', '1-2-3'):
         with pytest.raises(ValueError):
-            cli_common.parse_range(bad)
+            commands.parse_range(bad)
 
 
 def test_parse_name_list():
-    assert cli_common.parse_name_list('fid50k_full, kid50k_full,') == ['fid50k_full', 'kid50k_full']
-    assert cli_common.parse_name_list('None') == [] and cli_common.parse_name_list(' ') == []
+    assert commands.parse_name_list('fid50k_full, kid50k_full,') == ['fid50k_full', 'kid50k_full']
+    assert commands.parse_name_list('None') == [] and commands.parse_name_list(' ') == []
 
 
 def test_choose_device():
-    assert cli_common.choose_device('cpu').type == 'cpu'
-    assert cli_common.choose_device('auto').type in ('cpu', 'cuda', 'mps')
+    assert commands.choose_device('cpu').type == 'cpu'
+    assert commands.choose_device('auto').type in ('cpu', 'cuda', 'mps')
     if not torch.cuda.is_available():
-        with pytest.raises(cli_common.UserError, match='CUDA is not available'):
-            cli_common.choose_device('cuda')
-    with pytest.raises(cli_common.UserError):
-        cli_common.choose_device('tpu')
+        with pytest.raises(commands.UserError, match='CUDA is not available'):
+            commands.choose_device('cuda')
+    with pytest.raises(commands.UserError):
+        commands.choose_device('tpu')

@@ -7,16 +7,17 @@ from click.testing import CliRunner
 
 import legacy
 import stylemixing_video
-from generate import to_uint8
+from stylegan_human import style_mixing
+from stylegan_human.sampling import to_uint8
 
 
 def test_frames_and_layout(fixtures_dir):
     G = legacy.load_network(fixtures_dir / 'networks' / 'sg2_rect64.pkl')['G_ema']
-    frames = list(stylemixing_video.mixing_frames(G, 3, [1, 2], [0, 1, 2], num_frames=5, fps=5, indent_range=4,
+    frames = list(style_mixing.mixing_frames(G, 3, [1, 2], [0, 1, 2], num_frames=5, fps=5, indent_range=4,
                                                   batch_size=2))
     assert len(frames) == 5 and frames[0].shape == (128, 28 * 3, 3)
     # The first frame's source cell (lower left, shifted left by the indent) is the source rendered directly.
-    z = stylemixing_video.wandering_z(3, 5, G.z_dim, 5.0)
+    z = style_mixing.wandering_z(3, 5, G.z_dim, 5.0)
     import torch
     with torch.no_grad():
         w = G.mapping(torch.from_numpy(z[:1]), None)

@@ -208,9 +208,9 @@ def resume_networks(resume_pkl, G, D, G_ema, log):
     A pickle holding only G_ema (a released model) seeds G from it too; without D,
     D starts from scratch.
     """
-    import legacy
+    from stylegan_human.network_files import load_network
     log(f'Resuming from "{resume_pkl}"')
-    data = legacy.load_network(resume_pkl, verbose=False)
+    data = load_network(resume_pkl, verbose=False)
     sources = {'G': data.get('G', data['G_ema']), 'D': data.get('D'), 'G_ema': data['G_ema']}
     for name, module in (('G', G), ('D', D), ('G_ema', G_ema)):
         if sources[name] is None:
@@ -383,8 +383,8 @@ def snapshot_networks(G, D, G_ema, augment_pipe, training_set_kwargs, num_gpus):
 
 def save_snapshot(snapshot_data, path):
     """Write the official pickle atomically: an interrupted write leaves any earlier file intact."""
-    import legacy
-    legacy.save_network_pkl(snapshot_data, path)
+    from stylegan_human.network_files import save_network_pkl
+    save_network_pkl(snapshot_data, path)
 
 
 def evaluate_metrics(metrics, snapshot_data, snapshot_pkl, training_set_kwargs, run_dir, num_gpus, rank, device,

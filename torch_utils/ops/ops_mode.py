@@ -69,8 +69,7 @@ def fast_ops():
 
 def use_fast(impl='auto'):
     """True when an op called with ``impl`` should take its fast path (if it applies to the inputs)."""
-    if impl not in IMPLS:
-        raise ValueError(f'impl={impl!r}: expected one of {", ".join(IMPLS)}')
+    assert impl in IMPLS, f'impl={impl!r}: expected one of {", ".join(IMPLS)}'
     return impl == 'fast' or (impl == 'auto' and get_mode() == 'fast')
 
 

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the scripts: option types, device choice, user errors.
+"""Command-line plumbing shared by the scripts: option types, device choice, user errors, Ctrl-C.
 
 A user mistake ends in one line (``Error: ...``), a non-zero exit code and no
 traceback: scripts raise :class:`UserError`, and :func:`user_errors` turns the
@@ -59,7 +59,7 @@ def message_for_option(err: Exception, ctx: Optional[click.Context] = None) -> s
     for option in ctx.command.params:
         if option.name == param and option.opts:
             flag = max(option.opts, key=len)
-            return message if message.startswith(flag) else f'{flag} {message}'
+            return message if message.startswith(flag) else f'{flag}: {message}'
     return message
 
 

@@ -1,0 +1,72 @@
+"""Paths through latent space: interpolated w codes between seeds, and their frames.
+
+Used by interpolation.py, the web app and the notebook.
+"""
+
+from typing import Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from dnnlib.errors import InputError
+from .sampling import generate_images, make_labels, seed_to_z, synthesize, to_uint8
+
+
+def lerp(a, b, t):
+    return a + (b - a) * t
+
+
+def slerp(a, b, t, dot_threshold=0.9995):
+    """Spherical interpolation along the great circle; falls back to lerp for near-parallel codes."""
+    a_unit = a / np.linalg.norm(a)
+    b_unit = b / np.linalg.norm(b)
+    dot = float(np.sum(a_unit * b_unit))
+    if abs(dot) > dot_threshold:
+        return lerp(a, b, t)
+    theta = np.arccos(dot)
+    return (np.sin((1 - t) * theta) * a + np.sin(t * theta) * b) / np.sin(theta)
+
+
+def path_points(num_keys, num_interps, loop):
+    """(segment, t) for every frame: num_interps per segment, plus the final key frame."""
+    segments = num_keys if loop else num_keys - 1
+    points = [(k, i / num_interps) for k in range(segments) for i in range(num_interps)]
+    points.append((segments - 1, 1.0))
+    return points
+
+
+def interpolate_latents(G, seeds, num_interps=100, space='z', method='lerp', loop=False,
+                        truncation_psi=0.8, class_idx=None, device='cpu'):
+    """w for every frame of the path through ``seeds`` ([frames, num_ws, w_dim])."""
+    if len(seeds) < 2:
+        raise InputError(f'interpolation needs at least two seeds, e.g. 85,100 (got {len(seeds)})', param='seeds')
+    if num_interps < 1:
+        raise InputError(f'at least 1 frame is needed between two seeds (got {num_interps})', param='num_interps')
+    mix = slerp if method == 'slerp' else lerp
+    c = make_labels(G, class_idx, 1, device)
+
+    def to_w(z):
+        z = torch.from_numpy(np.asarray(z)[None]).to(device)
+        return G.mapping(z, c, truncation_psi=truncation_psi)[0]
+
+    keys = [seed_to_z(s, G.z_dim)[0] for s in seeds]
+    if space == 'w':
+        keys = [to_w(z).double().cpu().numpy() for z in keys]
+    keys = keys + keys[:1]
+    frames = []
+    with torch.no_grad():
+        for k, t in path_points(len(seeds), num_interps, loop):
+            code = keys[k] if t == 0 else keys[k + 1] if t == 1 else mix(keys[k], keys[k + 1], t)
+            if space == 'w':
+                frames.append(torch.from_numpy(code).float().to(device))
+            else:
+                frames.append(to_w(code))
+    return torch.stack(frames)
+
+
+def render(G, ws, noise_mode='const', batch_size=1):
+    """Yield uint8 HWC images for ws, ``batch_size`` at a time (bounded memory)."""
+    with torch.no_grad():
+        for i in range(0, len(ws), batch_size):
+            images = to_uint8(synthesize(G, ws[i:i + batch_size], noise_mode=noise_mode, force_fp32=True))
+            yield from images.cpu().numpy()
