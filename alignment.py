@@ -22,8 +22,8 @@ from stylegan_human import commands, runtime
 from aligner import BackendUnavailable, align_photo, list_photos, load_photo, make_backend
 from aligner import COCO18_NAMES
 from aligner.backends import DEFAULT_OPENPOSE_WEIGHTS, POSE_BACKENDS, SEGMENTERS
-from aligner.batch import BatchReport, output_stems, run_batch
-from aligner.photo_io import DEFAULT_MAX_SIDE, IMAGE_SUFFIXES
+from stylegan_human.batch_report import BatchReport, output_stems, run_batch
+from stylegan_human.photos import DEFAULT_MAX_SIDE, IMAGE_SUFFIXES
 from dnnlib.atomic import atomic_write, save_image
 
 

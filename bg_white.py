@@ -19,9 +19,9 @@ import click
 from stylegan_human import commands, runtime
 from aligner import BackendUnavailable, list_photos, load_photo, make_backend
 from aligner.backends import SEGMENTERS
-from aligner.batch import BatchReport, run_batch
+from stylegan_human.batch_report import BatchReport, run_batch
 from aligner.composite import UPSTREAM_BLUR, find_mask_file, load_mask, on_white
-from aligner.photo_io import PhotoError
+from stylegan_human.photos import PhotoError
 from dnnlib.atomic import save_image
 
 

@@ -30,8 +30,8 @@ import torch
 
 from stylegan_human import commands, runtime
 import legacy
-from aligner.batch import BatchReport, output_stems, PHOTO_FAILURES
-from aligner.photo_io import list_photos, IMAGE_SUFFIXES
+from stylegan_human.batch_report import BatchReport, output_stems, PHOTO_FAILURES
+from stylegan_human.photos import list_photos, IMAGE_SUFFIXES
 from dnnlib.atomic import atomic_write, save_image
 from pti import images as pti_images
 from pti import losses

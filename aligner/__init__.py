@@ -9,7 +9,7 @@
 
 from .align import AlignedPhoto, AlignmentError, align_photo
 from .backends import COCO18_NAMES, Analysis, Backend, BackendUnavailable, make_backend
-from .photo_io import PhotoError, list_photos, load_photo
+from stylegan_human.photos import PhotoError, list_photos, load_photo
 
 __all__ = ['AlignedPhoto', 'AlignmentError', 'align_photo', 'COCO18_NAMES', 'Analysis', 'Backend',
            'BackendUnavailable', 'make_backend', 'PhotoError', 'list_photos', 'load_photo']

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import PIL.Image
 
-from .photo_io import IMAGE_SUFFIXES, PhotoError
+from stylegan_human.photos import IMAGE_SUFFIXES, PhotoError
 
 UPSTREAM_BLUR = 3
 

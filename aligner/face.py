@@ -18,7 +18,7 @@ import PIL.Image
 
 from dnnlib.errors import InputError
 
-from .backends import BackendUnavailable
+from .people import BackendUnavailable
 from .mediapipe_backend import quiet_mediapipe
 
 # Face mesh landmark indices: the two eye contours and the mouth corners.

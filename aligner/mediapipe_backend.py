@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import scipy.ndimage
 
-from .backends import Analysis, BackendUnavailable
+from .people import Analysis, BackendUnavailable
 
 # MediaPipe's 33 landmarks -> COCO-18 (OpenPose order); the neck is the mid-shoulder point.
 _COCO_FROM_MP = {0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 8: 24, 9: 26, 10: 28,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .backends import BackendUnavailable
+from .people import BackendUnavailable
 
 
 class OpenPoseEstimator:

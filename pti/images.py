@@ -10,7 +10,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from aligner.photo_io import PhotoError, load_photo
+from stylegan_human.photos import PhotoError, load_photo
 
 ASPECT_TOLERANCE = 0.02
 

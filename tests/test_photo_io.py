@@ -1,4 +1,4 @@
-"""aligner.photo_io: the image files phones and the web produce, and broken ones."""
+"""stylegan_human.photos: the image files phones and the web produce, and broken ones."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from aligner.photo_io import PhotoError, list_photos, load_photo
+from stylegan_human.photos import PhotoError, list_photos, load_photo
 
 
 def _gradient(w=60, h=40):

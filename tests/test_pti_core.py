@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import legacy
 from conftest import FIXTURES
-from aligner.photo_io import PhotoError
+from stylegan_human.photos import PhotoError
 from pti import images as pti_images
 from pti.projector import ProjectionConfig, learning_rate, noise_regularization, project_w, w_statistics
 from pti.tuning import LocalityRegularizer, TuningConfig, synthesize, tune_generator

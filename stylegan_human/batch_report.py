@@ -7,11 +7,12 @@ happens, again in the summary, and the command exits non-zero at the end.
 import dataclasses
 import os
 
-from .align import AlignmentError
-from .photo_io import PhotoError
+from dnnlib.errors import FileFormatError, InputError
 
-# What one photo may fail with and still leave the rest of the batch going.
-PHOTO_FAILURES = (PhotoError, AlignmentError, OSError)
+# What one item may fail with and still leave the rest of the batch going: a bad file or value,
+# or a file the system cannot read or write. A missing package or model stops the batch instead.
+ITEM_FAILURES = (FileFormatError, InputError, OSError)
+PHOTO_FAILURES = ITEM_FAILURES  # the name alignment and PTI use
 
 
 @dataclasses.dataclass
@@ -61,7 +62,7 @@ def run_batch(paths, root, process, desc, report=None, progress=True):
             name = os.path.relpath(path, root)
             try:
                 process(path, name)
-            except PHOTO_FAILURES as err:
+            except ITEM_FAILURES as err:
                 reason = _reason(err)
                 report.failures.append((name, reason))
                 bar.write(f'{name}: skipped: {reason}')
@@ -71,7 +72,7 @@ def run_batch(paths, root, process, desc, report=None, progress=True):
 
 
 def _reason(err):
-    if isinstance(err, OSError) and not isinstance(err, (PhotoError,)):
+    if isinstance(err, OSError) and not isinstance(err, (FileFormatError, InputError)):
         where = f' ({err.filename})' if getattr(err, 'filename', None) else ''
         return f'{err.strerror or err}{where}'
     return str(err)
