@@ -8,7 +8,7 @@ NVIDIA's metrics use two networks, each published in two formats:
 ============================  =====================================================
 
 StyleGAN2-ADA's ``.pt`` files are TorchScript archives, read by
-:func:`pti.vgg16_nvidia.read_torchscript_tensors` (tensors only, no code run).
+:func:`stylegan_human.features.vgg16_nvidia.read_torchscript_tensors` (tensors only, no code run).
 StyleGAN3's ``.pkl`` files are pickles; we assume (the file was not available
 here) that they hold a ``torch_utils.persistence`` object whose submodules are
 persistent objects or plain ``torch.nn`` modules, as NVIDIA's own network
@@ -16,7 +16,7 @@ pickles do. :func:`read_detector_tensors` reads them with a restricted
 unpickler: ``torch.nn`` module classes and persistent objects become inert
 records of their state, tensors are rebuilt, and any other global is refused.
 Either way the tensors are copied by name into this project's own modules
-(:class:`metrics.inception.InceptionV3`, :class:`VGG16Detector`).
+(:class:`stylegan_human.features.inception.InceptionV3`, :class:`VGG16Detector`).
 
 Where a file comes from, in order: a path given by the caller (``--detector`` /
 ``--vgg16``), the environment variable (``METRICS_INCEPTION_FILE`` /
@@ -34,10 +34,10 @@ import torch
 import torch._utils
 
 from dnnlib import util
-from pti import vgg16_nvidia
+from stylegan_human.features import vgg16_nvidia
 
 from dnnlib.errors import FileFormatError, MissingFileError
-from . import inception
+from stylegan_human.features import inception
 
 _NGC = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/metrics'
 _CDN = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics'

@@ -19,7 +19,7 @@ import torch
 import dnnlib
 
 from . import frechet_inception_distance
-from . import inception_score
+from metrics import inception_score
 from . import kernel_inception_distance
 from . import metric_utils
 from . import perceptual_path_length

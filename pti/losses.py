@@ -13,9 +13,9 @@ import torch
 from dnnlib.errors import FileFormatError
 
 from . import weight_files
-from .encoder import E4EWeightsError, load_e4e
-from .lpips_net import LPIPS, lpips_module_to_published
-from .vgg16_nvidia import TorchScriptFileError, load_vgg16 as _load_vgg16
+from stylegan_human.features.e4e import E4EWeightsError, load_e4e
+from stylegan_human.features.lpips import LPIPS, lpips_module_to_published
+from stylegan_human.features.vgg16_nvidia import TorchScriptFileError, load_vgg16 as _load_vgg16
 
 
 class WeightsError(FileFormatError):

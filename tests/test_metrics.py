@@ -20,7 +20,7 @@ import torch
 import dnnlib
 from metrics import detector_files
 from metrics import frechet_inception_distance as fid_module
-from metrics import inception
+from stylegan_human.features import inception
 from metrics import inception_score as is_module
 from metrics import kernel_inception_distance as kid_module
 from metrics import metric_main
@@ -409,7 +409,7 @@ def test_inception_resizes_as_tensorflow_does():
     # the float32 rounding of the sampling grid, as NVIDIA's affine grid),
     # and upsampling a horizontal ramp 2x keeps exact midpoints.
     x = torch.rand([1, 3, 299, 299]) * 255
-    from pti.vgg16_nvidia import tf_bilinear_resize
+    from stylegan_human.features.resize import tf_bilinear_resize
     torch.testing.assert_close(tf_bilinear_resize(x, 299, 299), x, rtol=0, atol=1e-2)
     ramp = torch.arange(4.0).view(1, 1, 1, 4).repeat(1, 1, 2, 1)
     assert tf_bilinear_resize(ramp, 2, 8)[0, 0, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3]

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pti import losses, weight_files
-from pti.encoder import Encoder4Editing, load_e4e
-from pti.lpips_net import LPIPS
-from pti.vgg16_nvidia import TorchScriptFileError, load_vgg16, read_torchscript_tensors
+from stylegan_human.features.e4e import Encoder4Editing, load_e4e
+from stylegan_human.features.lpips import LPIPS
+from stylegan_human.features.vgg16_nvidia import TorchScriptFileError, load_vgg16, read_torchscript_tensors
 
 # The tests write TorchScript files the way NVIDIA's was made; torch now calls that API deprecated.
 pytestmark = pytest.mark.filterwarnings('ignore:`torch.jit:DeprecationWarning')

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pti.vgg16_nvidia import tf_bilinear_resize
+from stylegan_human.features.resize import tf_bilinear_resize
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048

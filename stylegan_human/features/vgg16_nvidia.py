@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnnlib.errors import FileFormatError
+from .resize import tf_bilinear_resize  # noqa: F401 - used below and by callers of this module
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -82,18 +83,6 @@ class VGG16Features(nn.Module):
         x = F.adaptive_avg_pool2d(F.max_pool2d(x, 2, 2), (7, 7)).flatten(1)
         x = F.relu(self.layers.fc2(F.relu(self.layers.fc1(x))))
         return x if return_features else self.layers.fc3(x)
-
-
-def tf_bilinear_resize(x, height, width):
-    """Bilinear resize as TensorFlow 1's resize_bilinear (source = destination x scale, no half-pixel shift)."""
-    n, _, h, w = x.shape
-    ys = torch.arange(height, device=x.device, dtype=x.dtype) * (h / height)
-    xs = torch.arange(width, device=x.device, dtype=x.dtype) * (w / width)
-    grid_y = (2 * ys + 1) / h - 1            # pixel -> grid_sample coordinate (align_corners=False)
-    grid_x = (2 * xs + 1) / w - 1
-    grid = torch.stack(torch.meshgrid(grid_y, grid_x, indexing='ij')[::-1], dim=-1)
-    return F.grid_sample(x, grid[None].expand(n, -1, -1, -1), mode='bilinear', padding_mode='border',
-                         align_corners=False)
 
 
 # ----------------------------------------------------------------------------
