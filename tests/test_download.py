@@ -13,7 +13,7 @@ import urllib.parse
 import pytest
 
 import model_zoo
-from dnnlib import util
+from dnnlib import downloads, util
 
 DATA = random.Random(1234).randbytes(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -105,7 +105,7 @@ def server(monkeypatch):
     for var in ('HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'all_proxy'):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv('NO_PROXY', '127.0.0.1,localhost')
-    monkeypatch.setattr(util, '_sleep', lambda seconds: None)
+    monkeypatch.setattr(downloads, '_sleep', lambda seconds: None)
     srv = Server()
     yield srv
     srv.close()
