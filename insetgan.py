@@ -19,53 +19,16 @@ Writes to OUTDIR, for TAG = FACESEED_BODYSEED:
 """
 
 import os
-import time
 
 import click
 import numpy as np
-import torch
 
-from stylegan_human import commands, runtime
 import legacy
-from aligner.backends import BackendUnavailable
-from aligner.face import DlibFaceFinder, FaceNotFound, MediaPipeFaceFinder, parse_box
+from aligner.face import parse_box
 from dnnlib.atomic import atomic_write, save_image
-from stylegan_human.latent_files import load_latent
-from stylegan_human.sampling import seed_to_z, to_uint8
-from inset.optimize import InsetConfig, feathered_paste, fit_to_box, joint_optimize
-
-
-def start_latent(G, seed, latent_path, truncation_psi, device):
-    """w [1, 1, w_dim] from a seed (truncated toward the mean), or w+ [1, num_ws, w_dim] from a file."""
-    if latent_path is None:
-        z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device, torch.float32)
-        c = torch.zeros([1, G.c_dim], device=device)
-        with torch.no_grad():
-            return G.mapping(z, c, truncation_psi=truncation_psi)[:, :1]
-    try:
-        return load_latent(latent_path, G, device)
-    except ValueError as err:
-        raise commands.UserError(str(err)) from None
-
-
-def make_face_finder(kind, dlib_detector, dlib_predictor):
-    if kind == 'dlib':
-        return DlibFaceFinder(dlib_detector, dlib_predictor)
-    return MediaPipeFaceFinder()
-
-
-def locate(finder, image):
-    return finder.find(to_uint8(image)[0].cpu().numpy())
-
-
-def load_perceptual(kind, device):
-    if kind == 'none':
-        return None
-    from pti import losses
-    try:
-        return losses.load_lpips(kind, None, None, device)
-    except losses.WeightsError as err:
-        raise commands.UserError(f'{err} (or run with --lpips none for L1 losses only)') from None
+from inset import compose
+from inset.optimize import InsetConfig
+from stylegan_human import commands, runtime
 
 
 @click.command(cls=commands.Command, help=__doc__)
@@ -106,86 +69,51 @@ def main(face_network, body_network, face_seed, body_seed, face_latent, body_lat
         raise commands.UserError(f'--face-box: {err}') from None
     face_G = legacy.load_network(face_network)['G_ema'].eval().requires_grad_(False).to(device).float()
     body_G = legacy.load_network(body_network)['G_ema'].eval().requires_grad_(False).to(device).float()
-    perceptual = load_perceptual(lpips_kind, device)
-    face_w = start_latent(face_G, face_seed, face_latent, truncation_psi, device)
-    body_w = start_latent(body_G, body_seed, body_latent, truncation_psi, device)
-    with torch.no_grad():
-        body_start = body_G.synthesis(body_w.repeat([1, body_G.num_ws // body_w.shape[1], 1]),
-                                      noise_mode='const', force_fp32=True)
-        face_start = face_G.synthesis(face_w.repeat([1, face_G.num_ws // face_w.shape[1], 1]),
-                                      noise_mode='const', force_fp32=True)
+    perceptual = _load_perceptual(lpips_kind, device)
+    face_w = compose.start_latent(face_G, face_seed, face_latent, truncation_psi, device)
+    body_w = compose.start_latent(body_G, body_seed, body_latent, truncation_psi, device)
+    finder = compose.make_face_finder(face_detector, dlib_detector, dlib_predictor) if manual_box is None else None
+    try:
+        box = compose.find_face_box(compose.start_image(body_G, body_w), finder, manual_box)
+        print(f'Face box in the body image: {box.x0},{box.y0},{box.x1},{box.y1}')
+        tag = f'{face_seed:04d}_{body_seed:04d}'
+        os.makedirs(outdir, exist_ok=True)
+        cfg = InsetConfig(joint_steps=joint_steps, face_steps=face_steps, body_steps=body_steps,
+                          coarse_scale=coarse_weight, border_scale=border_weight, body_scale=body_weight,
+                          face_scale=face_weight, reg_scale=reg_weight)
+        total = face_steps + body_steps + joint_steps
+        with with_bar(total) as bar, _frames(outdir, tag, video) as frames:
+            result = compose.compose(face_G, body_G, face_w, body_w, box, perceptual, cfg, finder,
+                                     on_frame=frames.append if frames is not None else None,
+                                     on_step=lambda: bar.update(1))
+    finally:
+        if finder is not None:
+            finder.close()
 
-    finder = None
-    if manual_box is None:
-        try:
-            finder = make_face_finder(face_detector, dlib_detector, dlib_predictor)
-            box = locate(finder, body_start)
-        except BackendUnavailable as err:
-            raise commands.UserError(str(err)) from None
-        except FaceNotFound as err:
-            raise commands.UserError(f'{err}; pass --face-box X0,Y0,X1,Y1 to say where the face is') from None
-    else:
-        box = manual_box
-    height, width = body_start.shape[2:]
-    box = box.clipped(width, height)
-    if box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:
-        raise commands.UserError(f'face box {box.x0},{box.y0},{box.x1},{box.y1} does not fit in the '
-                                   f'{width}x{height} body image')
-    print(f'Face box in the body image: {box.x0},{box.y0},{box.x1},{box.y1}')
-    start_box = box
-
-    tag = f'{face_seed:04d}_{body_seed:04d}'
-    os.makedirs(outdir, exist_ok=True)
-    cfg = InsetConfig(joint_steps=joint_steps, face_steps=face_steps, body_steps=body_steps,
-                      coarse_scale=coarse_weight, border_scale=border_weight, body_scale=body_weight,
-                      face_scale=face_weight, reg_scale=reg_weight)
-    relocate = (lambda image: locate(finder, image)) if finder is not None else None
-    total = face_steps + body_steps + joint_steps
-    start = time.perf_counter()
-    with _progress(total) as bar, _frames(outdir, tag, video) as frames:
-        def on_step(stage, step, body_image, face_in_box, current_box):
-            bar.update(1)
-            if frames is not None:
-                with torch.no_grad():
-                    frames.append(to_uint8(feathered_paste(body_image, face_in_box, current_box))[0].cpu().numpy())
-        try:
-            face, body, box, history = joint_optimize(face_G, body_G, face_w, body_w, box, perceptual, cfg,
-                                                      relocate=_tolerant(relocate), on_step=on_step)
-        finally:
-            if finder is not None:
-                finder.close()
-    seconds = time.perf_counter() - start
-
-    with torch.no_grad():
-        before = feathered_paste(body_start, fit_to_box(face_start, start_box), start_box)
-        final = feathered_paste(body.image(), fit_to_box(face.image(), box), box)
-    final_uint8 = to_uint8(final)[0].cpu().numpy()
-    save_image(np.concatenate([to_uint8(before)[0].cpu().numpy(), final_uint8], axis=1),
-               os.path.join(outdir, f'{tag}.png'))
-    save_image(final_uint8, os.path.join(outdir, f'{tag}_final.png'))
-    latents = {'face_ws': face.ws().detach().cpu().numpy(), 'body_ws': body.ws().detach().cpu().numpy(),
+    save_image(np.concatenate([result.before, result.final], axis=1), os.path.join(outdir, f'{tag}.png'))
+    save_image(result.final, os.path.join(outdir, f'{tag}_final.png'))
+    box = result.box
+    latents = {'face_ws': result.face_ws, 'body_ws': result.body_ws,
                'face_box': np.array([box.x0, box.y0, box.x1, box.y1])}
     atomic_write(os.path.join(outdir, f'{tag}_latents.npz'), lambda f: np.savez(f, **latents))
+    history = result.history
     if history:
         print(f'Seam L1: {history[0][1]:.4f} -> {history[-1][1]:.4f}; coarse L1: {history[0][2]:.4f} -> '
-              f'{history[-1][2]:.4f}; {total / max(seconds, 1e-9):.2f} steps/s')
+              f'{history[-1][2]:.4f}; {total / max(result.seconds, 1e-9):.2f} steps/s')
     print(f'Wrote {os.path.join(outdir, tag)}.png')
 
 
-def _tolerant(relocate):
-    """Re-finding the face may fail on an intermediate body: keep the old box then."""
-    if relocate is None:
+def _load_perceptual(kind, device):
+    if kind == 'none':
         return None
-
-    def find(image):
-        try:
-            return relocate(image)
-        except FaceNotFound:
-            return None
-    return find
+    from pti import losses
+    try:
+        return losses.load_lpips(kind, None, None, device)
+    except losses.WeightsError as err:
+        raise commands.UserError(f'{err} (or run with --lpips none for L1 losses only)') from None
 
 
-def _progress(total):
+def with_bar(total):
     from tqdm import tqdm
     return tqdm(total=total, desc='Optimising', unit='step')
 

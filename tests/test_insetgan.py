@@ -149,7 +149,7 @@ def test_cli_body_from_a_latent_file(nets, tmp_path):
 
 
 @pytest.mark.parametrize('extra, message', [
-    ([], 'no face found in the body image; pass --face-box'),
+    ([], '--face-box: no face found in the body image; say where the face is'),
     (['--face-box', '10,10,5,20'], '--face-box'),
     (['--face-box', '0,0,40,40'], 'does not fit'),
 ])
