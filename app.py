@@ -23,13 +23,14 @@ import torch
 import dnnlib.util
 import legacy
 from dnnlib.atomic import atomic_write
+from dnnlib.errors import InputError, ToolkitError
 from stylegan_human import commands, interpolation, runtime, sampling, style_mixing
 
 STRIP_FRAMES = 8   # frames shown side by side in the interpolation strip
 
 
-class AppError(Exception):
-    """Something the user can fix: shown in the page as one line."""
+class AppError(InputError):
+    """Something the user can fix in the page: shown there as one line."""
 
 
 # ----------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def aligned_photo(photo):
 def build_app(networks, default_network='', directions_root=None, workdir=None):
     """The Gradio Blocks app; ``networks`` is a :class:`Networks`."""
     import gradio as gr
-    import model_zoo
+    from stylegan_human import zoo as model_zoo
     workdir = workdir or tempfile.mkdtemp(prefix='stylegan_human_app_')
 
     def shown(fn):
@@ -151,7 +152,7 @@ def build_app(networks, default_network='', directions_root=None, workdir=None):
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except AppError as err:
+            except ToolkitError as err:   # the library's own message, as the command lines print it
                 raise gr.Error(str(err)) from None
         return wrapper
 
@@ -170,7 +171,7 @@ def build_app(networks, default_network='', directions_root=None, workdir=None):
     def on_interpolate(network, seed_a, seed_b, steps, space, method, psi, video_format, progress=gr.Progress()):
         progress(0, desc='Rendering frames')
         frames, ws = interpolation_frames(networks.get(network), seed_a, seed_b, steps, space, method, psi)
-        from video_io import FrameWriter
+        from stylegan_human.video import FrameWriter
         path = os.path.join(workdir, f'interp_{int(seed_a)}_{int(seed_b)}.{video_format}')
         with FrameWriter(path, fps=15) as writer:
             for frame in progress.tqdm(frames, desc='Writing the video'):
