@@ -12,19 +12,16 @@ cut off by the frame, or several people are skipped with the reason; the rest
 go on, and the command exits with status 1 if any photo failed.
 """
 
-import json
 import os
 import re
 
 import click
 
-from stylegan_human import commands, runtime
-from aligner import BackendUnavailable, align_photo, list_photos, load_photo, make_backend
-from aligner import COCO18_NAMES
+from aligner import BackendUnavailable, make_backend
 from aligner.backends import DEFAULT_OPENPOSE_WEIGHTS, POSE_BACKENDS, SEGMENTERS
-from stylegan_human.batch_report import BatchReport, output_stems, run_batch
+from aligner.folders import align_folder, collect_photos
+from stylegan_human import commands, runtime
 from stylegan_human.photos import DEFAULT_MAX_SIDE, IMAGE_SUFFIXES
-from dnnlib.atomic import atomic_write, save_image
 
 
 def parse_size(text):
@@ -35,54 +32,6 @@ def parse_size(text):
     if len(numbers) != 2 or min(numbers) <= 0 or max(numbers) != 2 * min(numbers):
         raise ValueError(f'{text!r} is not a 1:2 size like 512x1024 or 256x512')
     return min(numbers), max(numbers)
-
-
-def keypoints_record(aligned, source_name, backend_names):
-    """What --save-keypoints writes: COCO-18 keypoints in output pixels and how the crop was made."""
-    box = aligned.box
-    return {
-        'source': source_name,
-        'source_size': list(aligned.source_size),
-        'crop_box': {'x0': box.x0, 'y0': box.y0, 'width': box.width, 'height': box.height},
-        'size': [int(aligned.image.shape[1]), int(aligned.image.shape[0])],
-        'backend': backend_names,
-        'keypoint_names': list(COCO18_NAMES),
-        'keypoints': [[round(float(x), 2), round(float(y), 2), round(float(c), 4)] for x, y, c in aligned.keypoints],
-    }
-
-
-def collect_photos(image_folder, recursive=False):
-    """(photo paths, the folder output names are relative to) for a folder or a single photo."""
-    if os.path.isfile(image_folder):
-        return [image_folder], os.path.dirname(image_folder) or '.'
-    return list_photos(image_folder, recursive=recursive), image_folder
-
-
-def align_folder(image_folder, output_folder, backend, size=(512, 1024), recursive=False, keep_background=False,
-                 save_mask=False, save_keypoints=False, skip_existing=False, max_side=DEFAULT_MAX_SIDE,
-                 backend_names=None, progress=True):
-    """Align every photo under ``image_folder`` (or the one photo it names) into ``output_folder``."""
-    paths, root = collect_photos(image_folder, recursive)
-    stems = output_stems(paths, root)
-    report = BatchReport()
-    if skip_existing:
-        todo = [p for p in paths if not os.path.exists(os.path.join(output_folder, stems[p] + '.png'))]
-        report.done = len(paths) - len(todo)
-        paths = todo
-
-    def process(path, name):
-        aligned = align_photo(load_photo(path, max_side=max_side), backend, size=size,
-                              keep_background=keep_background)
-        out = os.path.join(output_folder, stems[path])
-        # Side files first, the image last: an image on disk means its photo is done.
-        if save_mask:
-            save_image(aligned.mask, out + '_mask.png')
-        if save_keypoints:
-            text = json.dumps(keypoints_record(aligned, name, backend_names or {}), indent=1)
-            atomic_write(out + '_keypoints.json', lambda f: f.write(text), mode='w')
-        save_image(aligned.image, out + '.png')
-
-    return run_batch(paths, root, process, desc='Aligning', report=report, progress=progress)
 
 
 @click.command(cls=commands.Command, help=__doc__)
@@ -127,10 +76,12 @@ def main(image_folder, output_folder, size, pose, segmenter, openpose_weights, p
     except BackendUnavailable as err:
         raise commands.UserError(str(err)) from None
     try:
-        report = align_folder(image_folder, output_folder, backend, size=size, recursive=recursive,
-                                     keep_background=keep_background, save_mask=save_mask,
-                                     save_keypoints=save_keypoints, skip_existing=skip_existing, max_side=max_side,
-                                     backend_names={'pose': pose, 'segmenter': segmenter})
+        with commands.stop_between_items() as interrupt:
+            report = align_folder(image_folder, output_folder, backend, size=size, recursive=recursive,
+                                  keep_background=keep_background, save_mask=save_mask,
+                                  save_keypoints=save_keypoints, skip_existing=skip_existing, max_side=max_side,
+                                  backend_names={'pose': pose, 'segmenter': segmenter},
+                                  stop=lambda: interrupt.requested)
     finally:
         backend.close()
     report.finish('aligned', output_folder)

@@ -16,31 +16,10 @@ import os
 
 import click
 
-from stylegan_human import commands, runtime
-from aligner import BackendUnavailable, list_photos, load_photo, make_backend
+from aligner import BackendUnavailable, make_backend
 from aligner.backends import SEGMENTERS
-from stylegan_human.batch_report import BatchReport, run_batch
-from aligner.composite import UPSTREAM_BLUR, find_mask_file, load_mask, on_white
-from stylegan_human.photos import PhotoError
-from dnnlib.atomic import save_image
-
-
-def white_background_folder(raw_img_dir, outdir, seg_dir=None, segmenter=None, recursive=False, blur=UPSTREAM_BLUR,
-                            progress=True):
-    """Composite every photo in ``raw_img_dir`` onto white; masks from ``seg_dir`` or from ``segmenter``."""
-    paths = list_photos(raw_img_dir, recursive=recursive)
-
-    def process(path, name):
-        rgb = load_photo(path, max_side=None)
-        if seg_dir is not None:
-            alpha = load_mask(find_mask_file(seg_dir, name), (rgb.shape[1], rgb.shape[0]))
-        else:
-            alpha = segmenter.person_mask(rgb)
-            if alpha.max() < 0.5:
-                raise PhotoError('no person found')
-        save_image(on_white(rgb, alpha, blur=blur), os.path.join(outdir, name))
-
-    return run_batch(paths, raw_img_dir, process, desc='Whitening', report=BatchReport(), progress=progress), len(paths)
+from aligner.folders import white_background_folder
+from stylegan_human import commands, runtime
 
 
 @click.command(cls=commands.Command, help=__doc__)
@@ -70,8 +49,9 @@ def main(raw_img_dir, raw_seg_dir, outdir, segmenter, ppseg_model, recursive, de
             raise commands.UserError(str(err)) from None
     os.makedirs(outdir, exist_ok=True)
     try:
-        report, found = white_background_folder(raw_img_dir, outdir, seg_dir=raw_seg_dir,
-                                                segmenter=model, recursive=recursive)
+        with commands.stop_between_items() as interrupt:
+            report, found = white_background_folder(raw_img_dir, outdir, seg_dir=raw_seg_dir, segmenter=model,
+                                                    recursive=recursive, stop=lambda: interrupt.requested)
     finally:
         if model is not None:
             model.close()

@@ -51,6 +51,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
+from dnnlib.errors import InputError
 from stylegan_human import commands, runtime
 
 LABELS_FILE = 'dataset.json'
@@ -61,7 +62,7 @@ GRAY_MODES = {'1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'}
 EXIF_ORIENTATION = 0x0112
 
 
-class ImageSkipped(Exception):
+class ImageSkipped(InputError):
     """One source image cannot go into the dataset; the message says why."""
 
 

@@ -15,25 +15,19 @@ layout. Each seed gives a strip: [photo |] original | one image per method;
 The edits run directly on this project's networks (StyleGAN2 or 3), in their own S space.
 """
 
-import contextlib
 import os
 
 import click
 import numpy as np
-import torch
 
-from stylegan_human import commands, runtime
 import legacy
 from dnnlib.atomic import save_image
+from edit import sweep
 from edit.directions import DirectionFileError
 from edit.edit_config import KNOWN_ATTRIBUTES, load_config
 from edit.methods import METHODS, Editor
 from edit.published import direction_root
-from stylegan_human.latent_files import load_latent
-from stylegan_human.sampling import seed_to_z, to_uint8
-from stylegan_human.video import FrameWriter
-
-SWEEP_FRAMES = 90      # upstream's video length
+from stylegan_human import commands, runtime
 
 
 def parse_bool(value):
@@ -43,32 +37,6 @@ def parse_bool(value):
     if text in ('0', 'false', 'no', 'n', 'off', ''):
         return False
     raise click.BadParameter(f'{value!r} is not true or false')
-
-
-def start_codes(G, seeds, truncation_psi, real_w_path, device):
-    """[(label, w+ [1, num_ws, w_dim])] from seeds (truncated) or from a PTI pivot (used as is)."""
-    if real_w_path:
-        try:
-            w = load_latent(real_w_path, G, device)
-        except ValueError as err:
-            raise commands.UserError(f'--real_w_path {err}') from None
-        return [('real', w.repeat([1, G.num_ws // w.shape[1], 1]))]
-    codes = []
-    for seed in seeds:
-        z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device, torch.float32)
-        with torch.no_grad():
-            codes.append((f'{seed:05d}', G.mapping(z, torch.zeros([1, G.c_dim], device=device),
-                                                     truncation_psi=truncation_psi)))
-    return codes
-
-
-def load_photo_tensor(path, G):
-    from pti.images import load_target, network_size
-    try:
-        target, _ = load_target(path, network_size(G))
-    except ValueError as err:
-        raise commands.UserError(f'--real_img_path {path}: {err}') from None
-    return target
 
 
 @click.command(cls=commands.Command, help=__doc__)
@@ -114,41 +82,22 @@ def main(network_pkl, attr_name, truncation_psi, gen_video, combine, seeds, outd
         editor = Editor(G, attr_name, root, methods, strength, layers, config=config)
     except DirectionFileError as err:
         raise commands.UserError(str(err)) from None
-    photo = load_photo_tensor(real_img_path, G).to(device) if real and real_img_path else None
+    photo = sweep.load_photo(real_img_path, G).to(device) if real and real_img_path else None
 
-    codes = start_codes(G, seeds, truncation_psi, real_w_path if real else None, device)
+    codes = sweep.start_codes(G, seeds, truncation_psi, real_w_path if real else None, device)
     os.makedirs(outdir, exist_ok=True)
     strips = []
     for label, ws in codes:
-        def frame(fraction):
-            with torch.no_grad():
-                original = G.synthesis(ws, noise_mode='const', force_fp32=True)
-            panels = ([photo] if photo is not None else []) + [original]
-            panels += [editor.image(ws, m, fraction) for m in methods]
-            return [to_uint8(p)[0].cpu().numpy() for p in panels]
+        def frame(fraction, ws=ws):
+            return sweep.panels(G, editor, ws, methods, photo, fraction)
         strip = np.concatenate(frame(1.0), axis=1)
         save_image(strip, os.path.join(outdir, f'{attr_name}_{label}.png'))
         strips.append(strip)
         if gen_video:
-            write_sweep(outdir, attr_name, label, methods, frame, combine, with_photo=photo is not None)
+            sweep.write_sweep(outdir, attr_name, label, methods, frame, combine, with_photo=photo is not None)
     save_image(np.concatenate(strips, axis=0), os.path.join(outdir, 'final.png'))
     print(f'Wrote {len(strips)} strip(s) to {outdir}')
 
-
-def write_sweep(outdir, attr_name, label, methods, frame, combine, with_photo):
-    """MP4 of the strength going from 0 to full: all panels side by side, or one video per method."""
-    first = 2 if with_photo else 1
-    names = [f'{attr_name}_{label}.mp4'] if combine else [f'{m}_{attr_name}_{label}.mp4' for m in methods]
-    os.makedirs(os.path.join(outdir, 'video'), exist_ok=True)
-    with contextlib.ExitStack() as stack:   # every video is written whole, or not at all
-        writers = [stack.enter_context(FrameWriter(os.path.join(outdir, 'video', n), fps=30)) for n in names]
-        for i in range(SWEEP_FRAMES):
-            panels = frame(i / SWEEP_FRAMES)
-            if combine:
-                writers[0].append(np.concatenate(panels, axis=1))
-            else:
-                for writer, panel in zip(writers, panels[first:]):
-                    writer.append(panel)
 
 if __name__ == '__main__':
     runtime.start_script()

@@ -56,12 +56,16 @@ def main(network_pkl, seeds, truncation_psi, noise_mode, outdir, save_mid_image,
     ws = interpolate_latents(G, seeds, num_interps, space, method, loop, truncation_psi, class_idx, device)
     first, last = next(render(G, ws[:1], noise_mode)), next(render(G, ws[-1:], noise_mode))
     name = 'latent_space_traversal.' + video_format
-    with FrameWriter(os.path.join(outdir, name), fps) as video:
+    with FrameWriter(os.path.join(outdir, name), fps) as video, commands.stop_between_items() as interrupt:
         frames = render(G, ws, noise_mode, batch_size)
         for index, image in enumerate(with_progress(frames, len(ws), unit='frame', desc='Rendering')):
             if save_mid_image:
                 save_image(image, os.path.join(outdir, 'img', f'seed{index:04d}.png'))
             video.append(np.concatenate([last, image, first], axis=1))
+            if interrupt.requested:
+                break   # the video is closed with the frames so far
+    if video.count < len(ws):
+        commands.report_interrupted(video.count, len(ws), 'frame(s)', os.path.join(outdir, name))
     for sample in generate_images(G, seeds, truncation_psi=truncation_psi, noise_mode=noise_mode,
                                   class_idx=class_idx, device=device):
         save_image(sample.image, os.path.join(outdir, f'seed{sample.seed:04d}.png'))

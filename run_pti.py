@@ -102,7 +102,9 @@ def main(network_pkl, input_path, outdir, run_name, inversion, multi_id, max_ima
     items = [(p, stems[p].replace(os.sep, '_')) for p in paths]
     checkpoints = os.path.join(outdir, 'checkpoints')
     report = BatchReport()
-    (invert_together if multi_id else invert_each)(inverter, items, report, checkpoints)
+    with commands.stop_between_items() as interrupt:
+        (invert_together if multi_id else invert_each)(inverter, items, report, checkpoints,
+                                                       stop=lambda: interrupt.requested)
     report.finish('inverted', outdir)
 
 

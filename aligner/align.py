@@ -6,6 +6,7 @@ people, person cut off by the frame).
 """
 
 import dataclasses
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ from dnnlib.errors import InputError
 
 from . import crop as crop_rule
 from .composite import on_white
-from .backends import L_ANKLE, L_HIP, L_SHOULDER, NECK, NOSE, R_ANKLE, R_HIP, R_SHOULDER
+from .backends import Backend, L_ANKLE, L_HIP, L_SHOULDER, NECK, NOSE, R_ANKLE, R_HIP, R_SHOULDER
 
 DEFAULT_SIZE = (512, 1024)
 MASK_THRESHOLD = 0.5
@@ -38,7 +39,8 @@ class AlignedPhoto:
     source_size: tuple      # (width, height) of the photo as analysed
 
 
-def align_photo(rgb, backend, size=DEFAULT_SIZE, keep_background=False, margin=crop_rule.DEFAULT_MARGIN):
+def align_photo(rgb: np.ndarray, backend: Backend, size: Tuple[int, int] = DEFAULT_SIZE, keep_background: bool = False,
+                margin: float = crop_rule.DEFAULT_MARGIN) -> AlignedPhoto:
     """Align the one person in ``rgb`` (HxWx3 uint8) to an image of ``size`` = (width, height)."""
     analysis = backend.analyse(rgb)
     keypoints = main_person(analysis.people)
@@ -63,7 +65,7 @@ def align_photo(rgb, backend, size=DEFAULT_SIZE, keep_background=False, margin=c
                         source_size=(rgb.shape[1], rgb.shape[0]))
 
 
-def torso_length(keypoints):
+def torso_length(keypoints: np.ndarray) -> float:
     """Neck (or mid-shoulder) to mid-hip distance in pixels; 0 when the torso is not seen."""
     seen = keypoints[:, 2] >= MIN_CONFIDENCE
     if seen[NECK]:
@@ -78,7 +80,7 @@ def torso_length(keypoints):
     return float(np.linalg.norm(keypoints[hips, :2].mean(axis=0) - top))
 
 
-def main_person(people):
+def main_person(people: Sequence[np.ndarray]) -> np.ndarray:
     """The person to align, or AlignmentError when there is none or more than one."""
     people = [np.asarray(p, dtype=np.float64) for p in people]
     torsos = [torso_length(p) for p in people]
@@ -100,7 +102,7 @@ LEGS = ((8, 9, 10), (11, 12, 13))
 BODY_REACH = 0.6
 
 
-def person_region(mask, keypoints):
+def person_region(mask: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
     """The main person's pixels: the segment holding most of its keypoints, near its skeleton.
 
     A neighbour touching the person (a hand on a shoulder, a dress at the frame
@@ -152,7 +154,7 @@ def _connected_region(mask, keypoints):
     return labels == chosen
 
 
-def check_inside_frame(person, keypoints):
+def check_inside_frame(person: np.ndarray, keypoints: np.ndarray) -> None:
     """AlignmentError when the head or the feet are outside the photo."""
     h = person.shape[0]
     rows = np.nonzero(person.any(axis=1))[0]

@@ -12,6 +12,8 @@ segmenter. :func:`make_backend` builds the pair from names and reports a missing
 package or weight file as :class:`BackendUnavailable`, one line.
 """
 
+from typing import Optional
+
 import numpy as np
 
 from .people import (  # noqa: F401 - the names backends share, re-exported for callers of this module
@@ -42,7 +44,8 @@ class Backend:
                 part.close()
 
 
-def make_backend(pose='mediapipe', segmenter='mediapipe', device='cpu', openpose_weights=None, ppseg_model=None):
+def make_backend(pose: Optional[str] = 'mediapipe', segmenter: str = 'mediapipe', device: str = 'cpu',
+                 openpose_weights: Optional[str] = None, ppseg_model: Optional[str] = None) -> Backend:
     """Build the backend pair by name (see POSE_BACKENDS and SEGMENTERS); ``pose=None`` for masks only."""
     if pose is not None and pose not in POSE_BACKENDS:
         raise BackendUnavailable(f'unknown pose backend {pose!r}; choose one of {", ".join(POSE_BACKENDS)}')

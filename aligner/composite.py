@@ -6,6 +6,7 @@ Masks come as greyscale (0-255, soft or hard), or as colour human-parsing maps
 """
 
 import os
+from typing import Tuple, Union
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from stylegan_human.photos import IMAGE_SUFFIXES, PhotoError
 UPSTREAM_BLUR = 3
 
 
-def on_white(rgb, alpha, blur=1):
+def on_white(rgb: np.ndarray, alpha: np.ndarray, blur: int = 1) -> np.ndarray:
     """``rgb`` HxWx3 uint8 and ``alpha`` HxW in [0, 1] -> HxWx3 uint8 with white where alpha is 0."""
     alpha = np.clip(np.asarray(alpha, dtype=np.float32), 0, 1)
     if blur > 1:
@@ -25,7 +26,7 @@ def on_white(rgb, alpha, blur=1):
     return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
 
 
-def mask_to_alpha(mask):
+def mask_to_alpha(mask: np.ndarray) -> np.ndarray:
     """A mask image array (HxW or HxWxC, 8 or 16 bit) -> HxW float32 alpha in [0, 1]."""
     mask = np.asarray(mask)
     top = 65535.0 if mask.dtype == np.uint16 else 255.0 if mask.dtype == np.uint8 else max(1.0, float(mask.max()))
@@ -37,7 +38,7 @@ def mask_to_alpha(mask):
     return (mask.astype(np.float32) / top).clip(0, 1)
 
 
-def find_mask_file(seg_dir, relative_name):
+def find_mask_file(seg_dir: Union[str, os.PathLike], relative_name: str) -> str:
     """The mask for ``relative_name`` in ``seg_dir``: same name, else same stem with any image suffix."""
     same = os.path.join(seg_dir, relative_name)
     if os.path.isfile(same):
@@ -50,7 +51,7 @@ def find_mask_file(seg_dir, relative_name):
     raise PhotoError(f'no mask for it in {seg_dir} (looked for {os.path.basename(stem)}.png and other image types)')
 
 
-def load_mask(path, size):
+def load_mask(path: Union[str, os.PathLike], size: Tuple[int, int]) -> np.ndarray:
     """Read a mask file as alpha at ``size`` = (width, height) of its photo."""
     try:
         with PIL.Image.open(path) as image:

@@ -9,6 +9,7 @@ otherwise - and resized to the output size.
 """
 
 import dataclasses
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -36,7 +37,7 @@ class CropBox:
         return points
 
 
-def body_center_x(keypoints, person):
+def body_center_x(keypoints: np.ndarray, person: np.ndarray) -> float:
     """Mean of the neck x and the mid-hip x; falls back on whichever exists, then the mask centre."""
     seen = keypoints[:, 2] >= MIN_KEYPOINT_CONFIDENCE
     parts = []
@@ -52,7 +53,7 @@ def body_center_x(keypoints, person):
     return float(cols.min() + cols.max() + 1) / 2
 
 
-def alignment_box(person, keypoints, margin=DEFAULT_MARGIN):
+def alignment_box(person: np.ndarray, keypoints: np.ndarray, margin: float = DEFAULT_MARGIN) -> CropBox:
     """The crop window for the person (HxW bool mask) with COCO-18 ``keypoints`` [18, 3]."""
     rows = np.nonzero(person.any(axis=1))[0]
     cols = np.nonzero(person.any(axis=0))[0]
@@ -73,7 +74,7 @@ def alignment_box(person, keypoints, margin=DEFAULT_MARGIN):
     return CropBox(int(round(center_x - width / 2)), int(round(center_y - width)), width, 2 * width)
 
 
-def crop(image, box, fill=None):
+def crop(image: np.ndarray, box: CropBox, fill: Optional[float] = None) -> np.ndarray:
     """Cut ``box`` out of an HxW or HxWxC array; outside the photo use ``fill`` (a value) or, if None, the edge."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = box.x0, box.y0, box.x0 + box.width, box.y0 + box.height
@@ -86,7 +87,7 @@ def crop(image, box, fill=None):
     return np.pad(inside, pads, mode='constant', constant_values=fill)
 
 
-def resize(image, size):
+def resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     """Resize to (width, height): area averaging when shrinking (as upstream), Lanczos when enlarging."""
     out_w, out_h = size
     shrinking = out_w * out_h < image.shape[0] * image.shape[1]

@@ -55,7 +55,7 @@ class FaceBox:
         return FaceBox(self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy)
 
 
-def parse_box(text):
+def parse_box(text: str) -> FaceBox:
     """'x0,y0,x1,y1' -> FaceBox."""
     parts = [p for p in str(text).replace(' ', '').split(',') if p]
     if len(parts) != 4:
@@ -66,7 +66,7 @@ def parse_box(text):
     return FaceBox(x0, y0, x1, y1)
 
 
-def ffhq_box(eye_a, eye_b, mouth_a, mouth_b):
+def ffhq_box(eye_a: np.ndarray, eye_b: np.ndarray, mouth_a: np.ndarray, mouth_b: np.ndarray) -> FaceBox:
     """The FFHQ crop square for eyes and mouth corners (any order left/right), as a FaceBox."""
     eye_left, eye_right = sorted([np.asarray(eye_a, float), np.asarray(eye_b, float)], key=lambda p: p[0])
     eye_avg = (eye_left + eye_right) / 2

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import os
 import warnings
+from typing import Iterator, Tuple
 
 import numpy as np
 import scipy.ndimage
@@ -81,7 +82,7 @@ class MediaPipePose:
         return np.zeros(rgb.shape[:2], np.float32) if found is None else found[1]
 
 
-def to_coco18(marks, shape):
+def to_coco18(marks: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
     """MediaPipe landmarks [33, >=3] in pixels -> COCO-18 [18, 3] (x, y, confidence).
 
     Points MediaPipe places outside the frame keep their coordinates (the aligner
@@ -118,7 +119,7 @@ def _paint_out(rgb, mask):
 
 
 @contextlib.contextmanager
-def quiet_mediapipe():
+def quiet_mediapipe() -> Iterator[None]:
     """Around MediaPipe calls: no native log lines, no protobuf deprecation warning."""
     with _quiet_native_logs(), warnings.catch_warnings():
         warnings.filterwarnings('ignore', message=r'SymbolDatabase\.GetPrototype\(\) is deprecated')

@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import pickle
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import click
 import numpy as np
@@ -40,7 +41,7 @@ from .stylespace import capture_styles, channel_statistics, style_layers
 CONFIG_FILE = 'edit_config.json'
 
 
-def record_defaults(outdir, method, name, value):
+def record_defaults(outdir: Union[str, os.PathLike], method: str, name: str, value: list) -> None:
     """Add ``name``'s defaults for ``method`` to OUTDIR/edit_config.json (same shape as edit_config.attr_dict)."""
     path = os.path.join(outdir, CONFIG_FILE)
     config = {}
@@ -52,7 +53,7 @@ def record_defaults(outdir, method, name, value):
     atomic_write(path, lambda f: f.write(text), mode='w')
 
 
-def read_labels(path):
+def read_labels(path: Union[str, os.PathLike]) -> Dict[int, float]:
     """{seed: label} from a CSV of ``seed,label`` rows (a header row is allowed)."""
     labels = {}
     with open(path, newline='') as f:
@@ -65,7 +66,7 @@ def read_labels(path):
     return labels
 
 
-def load_scorer(spec):
+def load_scorer(spec: str) -> Callable[[np.ndarray], Any]:
     """'package.module:function' -> the callable (images uint8 [N, H, W, 3] -> scores [N])."""
     module_name, _, attr = spec.partition(':')
     try:
@@ -74,7 +75,8 @@ def load_scorer(spec):
         raise commands.UserError(f'--scorer {spec}: cannot import it ({err})') from None
 
 
-def sample(G, seeds, batch=16):
+def sample(G: torch.nn.Module, seeds: Sequence[int],
+           batch: int = 16) -> Tuple[torch.Tensor, Callable[[], Iterator[np.ndarray]]]:
     """(w [N, w_dim] of each seed, a function giving the seeds' images batch by batch)."""
     z = torch.from_numpy(np.concatenate([seed_to_z(s, G.z_dim) for s in seeds])).float()
     with torch.no_grad():
@@ -87,7 +89,8 @@ def sample(G, seeds, batch=16):
     return ws, images
 
 
-def labelled_samples(G, labels_path, scorer_spec, seeds):
+def labelled_samples(G: torch.nn.Module, labels_path: Optional[Union[str, os.PathLike]], scorer_spec: Optional[str],
+                     seeds: Sequence[int]) -> Tuple[torch.Tensor, np.ndarray]:
     if (labels_path is None) == (scorer_spec is None):
         raise commands.UserError('give either --labels CSV or --scorer module:function')
     if labels_path:

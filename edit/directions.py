@@ -18,6 +18,7 @@ import csv
 import glob
 import os
 import re
+from typing import Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,12 +33,12 @@ class DirectionFileError(FileFormatError):
     """A direction file is missing, unreadable, or made for another network (one line)."""
 
 
-def conv_style_layers(G):
+def conv_style_layers(G: torch.nn.Module) -> List[Tuple[str, torch.nn.Module]]:
     """Our style layers in upstream's S-space order: the synthesis convolutions, toRGB left out."""
     return [(name, module) for name, module in style_layers(G) if not name.endswith('torgb')]
 
 
-def read_stylespace_vectors(folder):
+def read_stylespace_vectors(folder: Union[str, os.PathLike]) -> Dict[int, np.ndarray]:
     """{S index: vector [C]} from ``style_vect_mean_<i>.pkl`` files."""
     vectors = {}
     for path in glob.glob(os.path.join(folder, 'style_vect_mean_*.pkl')):
@@ -52,7 +53,7 @@ def read_stylespace_vectors(folder):
     return dict(sorted(vectors.items()))
 
 
-def read_stylespace_statistics(csv_path):
+def read_stylespace_statistics(csv_path: Union[str, os.PathLike]) -> Tuple[np.ndarray, np.ndarray]:
     """(channels [K], strengths [K]) of one layer, sorted by channel as upstream does."""
     if not os.path.isfile(csv_path):
         raise DirectionFileError(f'{csv_path}: no such StyleSpace statistics file')
@@ -65,7 +66,7 @@ def read_stylespace_statistics(csv_path):
     return np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=np.float32)
 
 
-def read_sefa_vector(path):
+def read_sefa_vector(path: Union[str, os.PathLike]) -> torch.Tensor:
     try:
         value = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # pickle, zip or tensor errors: the file is not a direction
@@ -73,7 +74,7 @@ def read_sefa_vector(path):
     return torch.as_tensor(value, dtype=torch.float32).reshape(-1)
 
 
-def stylespace_edit(G, vectors):
+def stylespace_edit(G: torch.nn.Module, vectors: Mapping[int, np.ndarray]) -> Dict[str, torch.Tensor]:
     """Upstream S-space vectors -> {our layer name: shift [C]}, checking that every size fits."""
     layers = conv_style_layers(G)
     changes = {}
@@ -89,7 +90,7 @@ def stylespace_edit(G, vectors):
     return changes
 
 
-def check_w_direction(G, vector):
+def check_w_direction(G: torch.nn.Module, vector: torch.Tensor) -> torch.Tensor:
     if vector.shape[0] != G.w_dim:
         raise DirectionFileError(f'a {vector.shape[0]}-d w direction, but this network has w_dim {G.w_dim}')
     return vector

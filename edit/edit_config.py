@@ -5,6 +5,8 @@ stylespace:    [S-space layer, strength, channel threshold]
 sefa:          [[w+ layers], strength]
 """
 
+from typing import Dict, Optional, Tuple
+
 attr_dict = dict(
     interface_gan={
         'upper_length': [-1],
@@ -23,7 +25,7 @@ attr_dict = dict(
 KNOWN_ATTRIBUTES = tuple(sorted(attr_dict['interface_gan']))
 
 
-def load_config(directions_dir=None):
+def load_config(directions_dir: Optional[str] = None) -> Tuple[Dict[str, Dict[str, list]], Tuple[str, ...]]:
     """(attr_dict merged with DIRECTIONS_DIR/edit_config.json, the known attribute names)."""
     import copy
     import json

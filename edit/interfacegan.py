@@ -7,11 +7,14 @@ L2-regularised logistic regression (fitted with L-BFGS), whose normal on
 separable data points the same way as a linear SVM's.
 """
 
+from typing import Tuple
+
 import numpy as np
 import torch
 
 
-def select_extremes(latents, scores, chosen_ratio=0.02):
+def select_extremes(latents: np.ndarray, scores: np.ndarray,
+                    chosen_ratio: float = 0.02) -> Tuple[np.ndarray, np.ndarray]:
     """Top and bottom ``chosen_ratio`` of samples by score -> (latents, 0/1 labels)."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     count = max(1, int(round(len(scores) * chosen_ratio)))
@@ -20,7 +23,8 @@ def select_extremes(latents, scores, chosen_ratio=0.02):
     return np.asarray(latents)[keep], np.concatenate([np.zeros(count), np.ones(count)])
 
 
-def train_boundary(latents, labels, chosen_ratio=0.02, l2=1e-4, steps=200):
+def train_boundary(latents: np.ndarray, labels: np.ndarray, chosen_ratio: float = 0.02, l2: float = 1e-4,
+                   steps: int = 200) -> np.ndarray:
     """Unit normal [D] of the boundary separating label 1 from label 0 (points toward label 1).
 
     latents: [N, D] codes (w, or one layer of w+); labels: [N] 0/1 labels, or scores

@@ -8,6 +8,7 @@ layout holding the files for ``attr``: ``folder`` itself when it has files for
 
 import os
 import shutil
+from typing import List, Optional
 
 from dnnlib import util
 
@@ -18,19 +19,19 @@ UPSTREAM_URL_BASE = 'https://raw.githubusercontent.com/stylegan-human/StyleGAN-H
 PUBLISHED_S_LAYERS = 16        # style_vect_mean_0.pkl ... style_vect_mean_15.pkl
 
 
-def files_for(attr):
+def files_for(attr: str) -> List[str]:
     """Relative paths (upstream layout) of the published files for ``attr``."""
     layer = attr_dict['stylespace'][attr][0]
     return ([f'ss/{attr}/style_vect_mean_{i}.pkl' for i in range(PUBLISHED_S_LAYERS)]
             + [f'ss_statics/{attr}_statis/{layer}/statis.csv', f'sefa/{attr}.pt'])
 
 
-def check_attribute(attr):
+def check_attribute(attr: str) -> None:
     if attr not in KNOWN_ATTRIBUTES:
         raise ValueError(f'unknown attribute {attr!r}; known: {", ".join(KNOWN_ATTRIBUTES)}')
 
 
-def direction_root(attr, folder='latent_direction'):
+def direction_root(attr: str, folder: Optional[str] = 'latent_direction') -> str:
     """A folder with ``attr``'s direction files: ``folder`` if it has any for ``attr``, else the downloaded copy."""
     check_attribute(attr)
     if folder and (os.path.isdir(os.path.join(folder, 'ss', attr))

@@ -6,12 +6,15 @@ layers' affine weights stacked (each output channel's weight row scaled to unit
 length, as the SeFa authors do).
 """
 
+from typing import Sequence, Tuple
+
 import numpy as np
+import torch
 
 from .stylespace import style_layers
 
 
-def affine_matrix(G, layer_indices):
+def affine_matrix(G: torch.nn.Module, layer_indices: Sequence[int]) -> np.ndarray:
     """The stacked affine weights [sum of channels, w_dim] of the chosen style layers (by S-space index)."""
     layers = style_layers(G)
     if not layer_indices:
@@ -26,7 +29,8 @@ def affine_matrix(G, layer_indices):
     return np.concatenate(rows, axis=0)
 
 
-def sefa_directions(G, layer_indices, top_k=5):
+def sefa_directions(G: torch.nn.Module, layer_indices: Sequence[int],
+                    top_k: int = 5) -> Tuple[np.ndarray, np.ndarray]:
     """(directions [top_k, w_dim] unit length, eigenvalues [top_k]), strongest first."""
     weight = affine_matrix(G, layer_indices)
     weight = weight / np.linalg.norm(weight, axis=1, keepdims=True)

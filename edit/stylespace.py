@@ -8,11 +8,12 @@ with unchanged styles is exactly normal synthesis.
 """
 
 import contextlib
+from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
 import torch
 
 
-def style_layers(G):
+def style_layers(G: torch.nn.Module) -> List[Tuple[str, torch.nn.Module]]:
     """[(name, affine module)] of the synthesis network in the order they run (StyleGAN3's input transform left out)."""
     synthesis = getattr(G, 'synthesis', G)
     layers = []
@@ -36,7 +37,8 @@ def _hooks(G, fn):
             handle.remove()
 
 
-def capture_styles(G, ws, **synthesis_kwargs):
+def capture_styles(G: torch.nn.Module, ws: torch.Tensor,
+                   **synthesis_kwargs: Any) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
     """Run the synthesis once and return ({layer name: styles [N, C]}, images)."""
     styles = {}
 
@@ -47,7 +49,9 @@ def capture_styles(G, ws, **synthesis_kwargs):
     return styles, images
 
 
-def synthesize_with_styles(G, ws, changes, **synthesis_kwargs):
+def synthesize_with_styles(G: torch.nn.Module, ws: torch.Tensor,
+                           changes: Mapping[str, Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]],
+                           **synthesis_kwargs: Any) -> torch.Tensor:
     """Synthesis with some style vectors changed.
 
     changes: {layer name: callable(styles [N, C]) -> new styles, or a tensor added to them
@@ -62,7 +66,8 @@ def synthesize_with_styles(G, ws, changes, **synthesis_kwargs):
         return G.synthesis(ws, **synthesis_kwargs)
 
 
-def channel_statistics(styles_positive, styles_negative):
+def channel_statistics(styles_positive: Mapping[str, torch.Tensor],
+                       styles_negative: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """StyleSpace's attribute-specific channels: {layer: |mean difference| / std over all samples} per channel.
 
     styles_*: {layer name: [N, C]} from :func:`capture_styles` on samples with and without the attribute.
@@ -75,7 +80,7 @@ def channel_statistics(styles_positive, styles_negative):
     return scores
 
 
-def top_channels(scores, count=5):
+def top_channels(scores: Mapping[str, torch.Tensor], count: int = 5) -> List[Tuple[str, int, float]]:
     """The ``count`` highest-scoring (layer, channel, score) over all layers, best first."""
     flat = [(name, int(c), float(v)) for name, values in scores.items() for c, v in enumerate(values)]
     return sorted(flat, key=lambda item: -item[2])[:count]

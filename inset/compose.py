@@ -8,7 +8,7 @@ the images and latents; nothing here writes files.
 
 import dataclasses
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -48,18 +48,19 @@ def start_image(G: torch.nn.Module, w: torch.Tensor) -> torch.Tensor:
         return G.synthesis(w.repeat([1, G.num_ws // w.shape[1], 1]), noise_mode='const', force_fp32=True)
 
 
-def make_face_finder(kind: str, dlib_detector: Optional[str] = None, dlib_predictor: Optional[str] = None):
+def make_face_finder(kind: str, dlib_detector: Optional[str] = None,
+                     dlib_predictor: Optional[str] = None) -> Union[DlibFaceFinder, MediaPipeFaceFinder]:
     """'mediapipe' (bundled models) or 'dlib' (the user's two model files)."""
     if kind == 'dlib':
         return DlibFaceFinder(dlib_detector, dlib_predictor)
     return MediaPipeFaceFinder()
 
 
-def locate(finder, image: torch.Tensor) -> FaceBox:
+def locate(finder: Any, image: torch.Tensor) -> FaceBox:
     return finder.find(to_uint8(image)[0].cpu().numpy())
 
 
-def find_face_box(body_image: torch.Tensor, finder=None, box: Optional[FaceBox] = None) -> FaceBox:
+def find_face_box(body_image: torch.Tensor, finder: Any = None, box: Optional[FaceBox] = None) -> FaceBox:
     """The face's box in the body image: ``box`` as given, else found by ``finder``; it must fit the image."""
     if box is None:
         try:
@@ -76,7 +77,8 @@ def find_face_box(body_image: torch.Tensor, finder=None, box: Optional[FaceBox] 
 
 
 def compose(face_G: torch.nn.Module, body_G: torch.nn.Module, face_w: torch.Tensor, body_w: torch.Tensor,
-            box: FaceBox, perceptual=None, cfg: Optional[InsetConfig] = None, finder=None,
+            box: FaceBox, perceptual: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+            cfg: Optional[InsetConfig] = None, finder: Any = None,
             on_frame: Optional[Callable[[np.ndarray], None]] = None,
             on_step: Optional[Callable[[], None]] = None) -> InsetResult:
     """Optimise face and body together; ``on_frame`` gets every step's composite (uint8 HWC) if given."""

@@ -17,6 +17,7 @@ the defaults; the ``*_scale`` options multiply them.
 """
 
 import dataclasses
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,22 +44,22 @@ class InsetConfig:
     border_width: int = 8
 
 
-def ramped_lr(base, step, steps, cfg):
+def ramped_lr(base: float, step: int, steps: int, cfg: InsetConfig) -> float:
     return base * lr_ramp(step / max(steps, 1), cfg.lr_rampup_length, cfg.lr_rampdown_length)
 
 
-def fit_to_box(face, box):
+def fit_to_box(face: torch.Tensor, box: FaceBox) -> torch.Tensor:
     """Resize a face image to the box: area averaging to shrink, bilinear to enlarge."""
     size = (box.height, box.width)
     mode = 'area' if face.shape[2] >= box.height else 'bilinear'
     return F.interpolate(face, size=size, mode=mode, **({} if mode == 'area' else {'align_corners': False}))
 
 
-def box_region(images, box):
+def box_region(images: torch.Tensor, box: FaceBox) -> torch.Tensor:
     return images[:, :, box.y0:box.y1, box.x0:box.x1]
 
 
-def border_mask(like, width):
+def border_mask(like: torch.Tensor, width: int) -> torch.Tensor:
     mask = torch.zeros_like(like)
     mask[:, :, :width] = 1
     mask[:, :, -width:] = 1
@@ -67,13 +68,14 @@ def border_mask(like, width):
     return mask
 
 
-def outside_box_mask(like, box, padding):
+def outside_box_mask(like: torch.Tensor, box: FaceBox, padding: int) -> torch.Tensor:
     mask = torch.ones_like(like)
     mask[:, :, max(box.y0 - padding, 0):box.y1 + padding, max(box.x0 - padding, 0):box.x1 + padding] = 0
     return mask
 
 
-def feathered_paste(body, face_in_box, box, feather=None):
+def feathered_paste(body: torch.Tensor, face_in_box: torch.Tensor, box: FaceBox,
+                    feather: Optional[int] = None) -> torch.Tensor:
     """Blend the face into the body box with a mask that ramps from 0 at the box edge to 1 inside."""
     feather = feather or max(2, min(box.width, box.height) // 8)
     ys = torch.arange(box.height, device=body.device, dtype=body.dtype)
@@ -139,15 +141,18 @@ class Losses:
         return self.cfg.reg_scale * weight * (latent.w - w_mean).square().mean()
 
 
-def default_face_rect(face_G):
+def default_face_rect(face_G: torch.nn.Module) -> FaceBox:
     """Where an FFHQ-aligned face sits in the face generator's image (upstream detects it; this is its usual place)."""
     h = face_G.img_resolution
     w = h if getattr(face_G.synthesis, 'square', True) else h // 2
     return FaceBox(int(w * 0.22), int(h * 0.25), int(w * 0.78), int(h * 0.85))
 
 
-def joint_optimize(face_G, body_G, face_w, body_w, box, perceptual=None, cfg=None, face_rect=None,
-                   relocate=None, on_step=None):
+def joint_optimize(face_G: torch.nn.Module, body_G: torch.nn.Module, face_w: torch.Tensor, body_w: torch.Tensor,
+                   box: FaceBox, perceptual: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+                   cfg: Optional[InsetConfig] = None, face_rect: Optional[FaceBox] = None,
+                   relocate: Optional[Callable[[torch.Tensor], Optional[FaceBox]]] = None,
+                   on_step: Optional[Callable[..., None]] = None) -> Tuple[LatentImage, LatentImage, FaceBox, list]:
     """Optimise both latents so the face fits the body; returns (face LatentImage, body LatentImage, box, history).
 
     box: the FaceBox of the face in the body image. relocate: optional ``relocate(body_image) -> FaceBox``

@@ -11,13 +11,13 @@ import dataclasses
 import json
 import os
 import time
-from typing import Optional
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from dnnlib.atomic import atomic_write, save_image
-from stylegan_human.batch_report import PHOTO_FAILURES
+from stylegan_human.batch_report import PHOTO_FAILURES, BatchReport
 from stylegan_human.network_files import save_network_pkl
 from . import images as pti_images
 from . import losses
@@ -25,11 +25,11 @@ from .projector import ProjectionConfig, project_w
 from .tuning import TuningConfig, synthesize, tune_generator
 
 
-def save_tensor(tensor, path):
+def save_tensor(tensor: torch.Tensor, path: Union[str, os.PathLike]) -> None:
     atomic_write(path, lambda f: torch.save(tensor.detach().cpu(), f))
 
 
-def save_json(data, path):
+def save_json(data: Any, path: Union[str, os.PathLike]) -> None:
     text = json.dumps(data, indent=1)
     atomic_write(path, lambda f: f.write(text), mode='w')
 
@@ -114,7 +114,8 @@ def _tick(bar, every, label):
     return update
 
 
-def write_results(inverter, name, target, pivot, tuned, stats, seconds, note):
+def write_results(inverter: Inverter, name: str, target: torch.Tensor, pivot: torch.Tensor, tuned: torch.nn.Module,
+                  stats: Dict[str, Any], seconds: float, note: Optional[str]) -> Dict[str, Any]:
     """Images, metrics.json and the side-by-side picture for one photo; returns the metrics."""
     before, psnr_before, lpips_before = inverter.measure(inverter.G, pivot, target)
     after, psnr_after, lpips_after = inverter.measure(tuned, pivot, target)
@@ -132,9 +133,13 @@ def write_results(inverter, name, target, pivot, tuned, stats, seconds, note):
     return metrics
 
 
-def invert_each(inverter, items, report, checkpoints):
-    """Single-id PTI: a pivot and a tuned generator per photo."""
-    for path, name in items:
+def invert_each(inverter: Inverter, items: Sequence[Tuple[Union[str, os.PathLike], str]], report: BatchReport,
+                checkpoints: str, stop: Optional[Callable[[], bool]] = None) -> None:
+    """Single-id PTI: a pivot and a tuned generator per photo. ``stop()`` is asked between photos."""
+    for index, (path, name) in enumerate(items):
+        if stop is not None and stop():
+            report.left = len(items) - index
+            break
         try:
             start = time.perf_counter()
             target, note = pti_images.load_target(path, pti_images.network_size(inverter.G))
@@ -152,11 +157,17 @@ def invert_each(inverter, items, report, checkpoints):
             print(f'{name}: skipped: {err}')
 
 
-def invert_together(inverter, items, report, checkpoints):
-    """Multi-id PTI: pivots for all photos, then one generator tuned on all of them."""
+def invert_together(inverter: Inverter, items: Sequence[Tuple[Union[str, os.PathLike], str]],
+                    report: BatchReport, checkpoints: str, stop: Optional[Callable[[], bool]] = None) -> None:
+    """Multi-id PTI: pivots for all photos, then one generator tuned on all of them.
+
+    ``stop()`` is asked between pivots; once it says True no generator is tuned."""
     start = time.perf_counter()
     done = []
-    for path, name in items:
+    for index, (path, name) in enumerate(items):
+        if stop is not None and stop():
+            report.left = len(items) - index
+            return
         try:
             target, note = pti_images.load_target(path, pti_images.network_size(inverter.G))
             if note:

@@ -7,6 +7,7 @@ missing or is not what it should be.
 """
 
 import pickle
+from typing import Callable, Optional, Union
 
 import torch
 
@@ -36,7 +37,8 @@ def _state_dict(path):
     return data
 
 
-def load_lpips(net='alex', lin=None, backbone=None, device='cpu'):
+def load_lpips(net: str = 'alex', lin: Optional[str] = None, backbone: Optional[str] = None,
+               device: Union[str, torch.device] = 'cpu') -> LPIPS:
     """LPIPS(net) with the v0.1 linear layers ``lin`` and ImageNet ``backbone`` (names or paths)."""
     try:
         lin_path = weight_files.resolve(lin or f'lpips_{net}_lin', option='--lpips-weights')
@@ -54,7 +56,8 @@ def load_lpips(net='alex', lin=None, backbone=None, device='cpu'):
     return model.eval().requires_grad_(False).to(device)
 
 
-def load_vgg16(name_or_path='vgg16_nvidia', device='cpu'):
+def load_vgg16(name_or_path: str = 'vgg16_nvidia',
+               device: Union[str, torch.device] = 'cpu') -> Callable[[torch.Tensor], torch.Tensor]:
     """NVIDIA's VGG16 feature network in LPIPS mode: ``features(images_0_255) -> [N, D]``."""
     try:
         model = _load_vgg16(weight_files.resolve(name_or_path, option='--vgg16'), device=device)
@@ -65,7 +68,7 @@ def load_vgg16(name_or_path='vgg16_nvidia', device='cpu'):
     return lambda images: model(images, resize_images=False, return_lpips=True)
 
 
-def load_encoder(path, num_ws, device='cpu'):
+def load_encoder(path: Optional[str], num_ws: int, device: Union[str, torch.device] = 'cpu') -> torch.nn.Module:
     """The e4e encoder as ``encoder(images in [-1, 1]) -> w+ [N, num_ws, w_dim]``."""
     try:
         return load_e4e(path, num_ws=num_ws, device=device)

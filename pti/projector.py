@@ -11,6 +11,7 @@ than 256 high are shrunk keeping their 1:2 shape (upstream squashes them to
 
 import copy
 import dataclasses
+from typing import Callable, Iterable, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -33,7 +34,8 @@ class ProjectionConfig:
     log_every: int = 10
 
 
-def w_statistics(G, num_samples, seed, device):
+def w_statistics(G: torch.nn.Module, num_samples: int, seed: int,
+                 device: Union[str, torch.device]) -> Tuple[torch.Tensor, float]:
     """Mean w [1, 1, w_dim] and the RMS distance of samples from it (NVIDIA's w_std)."""
     z = torch.from_numpy(np.random.RandomState(seed).randn(num_samples, G.z_dim)).to(device, torch.float32)
     c = torch.zeros([num_samples, G.c_dim], device=device)
@@ -44,19 +46,19 @@ def w_statistics(G, num_samples, seed, device):
     return w_avg.float(), w_std
 
 
-def lr_ramp(t, rampup_length, rampdown_length):
+def lr_ramp(t: float, rampup_length: float, rampdown_length: float) -> float:
     """NVIDIA's learning-rate factor at progress ``t`` in [0, 1]: linear ramp up, cosine ramp down."""
     ramp = min(1.0, (1.0 - t) / rampdown_length)
     ramp = 0.5 - 0.5 * np.cos(ramp * np.pi)
     return ramp * min(1.0, t / rampup_length)
 
 
-def learning_rate(step, cfg):
+def learning_rate(step: int, cfg: ProjectionConfig) -> float:
     """The projection's rate at ``step``: up over the first 5%, down over the last 25%."""
     return cfg.learning_rate * lr_ramp(step / cfg.steps, cfg.lr_rampup_length, cfg.lr_rampdown_length)
 
 
-def perceptual_input(images):
+def perceptual_input(images: torch.Tensor) -> torch.Tensor:
     """Generator-range images [-1, 1] -> [0, 255], shrunk to PERCEPTUAL_HEIGHT if taller."""
     images = (images + 1) * (255 / 2)
     h, w = images.shape[2:]
@@ -66,7 +68,7 @@ def perceptual_input(images):
     return images
 
 
-def noise_regularization(noise_maps):
+def noise_regularization(noise_maps: Iterable[torch.Tensor]) -> Union[torch.Tensor, float]:
     """Sum over scales of squared autocorrelations at a one-pixel shift: zero for white noise."""
     loss = 0.0
     for noise in noise_maps:
@@ -80,7 +82,9 @@ def noise_regularization(noise_maps):
     return loss
 
 
-def project_w(G, target, features, cfg=None, seed=0, device='cpu', progress=None):
+def project_w(G: torch.nn.Module, target: torch.Tensor, features: Callable[[torch.Tensor], torch.Tensor],
+              cfg: Optional[ProjectionConfig] = None, seed: int = 0, device: Union[str, torch.device] = 'cpu',
+              progress: Optional[Callable[[int, torch.Tensor], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Project ``target`` ([1, 3, H, W] in [-1, 1], H x W = the generator's size) into W.
 
     features: ``features(images_0_255) -> tensor`` perceptual features

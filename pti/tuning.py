@@ -12,6 +12,7 @@ on the device and read every ``check_every`` steps, so a run may go up to
 
 import copy
 import dataclasses
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,11 +35,13 @@ class TuningConfig:
     check_every: int = 10
 
 
-def synthesize(G, w):
+def synthesize(G: torch.nn.Module, w: torch.Tensor) -> torch.Tensor:
     return G.synthesis(w, noise_mode='const', force_fp32=True)
 
 
-def reconstruction_loss(generated, target, lpips, cfg):
+def reconstruction_loss(generated: torch.Tensor, target: torch.Tensor,
+                        lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                        cfg: TuningConfig) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(total, l2, lpips) for images in [-1, 1]."""
     l2 = (generated - target).square().mean()
     perceptual = lpips(generated, target).mean()
@@ -82,7 +85,10 @@ class LocalityRegularizer:
         return total / len(codes)
 
 
-def tune_generator(G, pivots, targets, lpips, cfg=None, seed=0, device='cpu', progress=None):
+def tune_generator(G: torch.nn.Module, pivots: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
+                   lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg: Optional[TuningConfig] = None,
+                   seed: int = 0, device: Union[str, torch.device] = 'cpu',
+                   progress: Optional[Callable[[int, torch.Tensor], None]] = None) -> Tuple[torch.nn.Module, dict]:
     """Fine-tune a copy of ``G`` so that ``G.synthesis(pivots[i]) ~ targets[i]``.
 
     pivots: list of w+ [1, num_ws, w_dim]; targets: list of [1, 3, H, W] in [-1, 1].

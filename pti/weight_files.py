@@ -11,6 +11,7 @@ file (a path, or a name already in the download cache) and otherwise raises
 import dataclasses
 import os
 import sys
+from typing import Optional, Sequence
 
 from dnnlib import util
 from dnnlib.errors import MissingFileError
@@ -40,7 +41,7 @@ FILES = {f.name: f for f in [
 ]}
 
 
-def resolve(name_or_path, option=None, download=False):
+def resolve(name_or_path: str, option: Optional[str] = None, download: bool = False) -> str:
     """A local file for a path or a known name; WeightsMissing (one line) when it is not here."""
     if os.path.isfile(name_or_path):
         return name_or_path
@@ -58,7 +59,7 @@ def resolve(name_or_path, option=None, download=False):
     return cached
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> int:
     if len(argv) >= 2 and argv[0] == 'download':
         for name in argv[1:]:
             if name not in FILES:

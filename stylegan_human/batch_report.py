@@ -6,6 +6,7 @@ happens, again in the summary, and the command exits non-zero at the end.
 
 import dataclasses
 import os
+from typing import Callable, Dict, Optional, Sequence
 
 from dnnlib.errors import FileFormatError, InputError
 
@@ -19,27 +20,32 @@ PHOTO_FAILURES = ITEM_FAILURES  # the name alignment and PTI use
 class BatchReport:
     done: int = 0
     failures: list = dataclasses.field(default_factory=list)   # (name, reason)
+    left: int = 0          # items not reached because the batch was stopped
 
     @property
-    def total(self):
+    def total(self) -> int:
         return self.done + len(self.failures)
 
-    def finish(self, verb, output=None):
-        """Print the summary (and where the results are); exit with status 1 if anything failed."""
+    def finish(self, verb: str, output: Optional[str] = None) -> None:
+        """Print the summary (and where the results are); exit with status 1 if anything failed,
+        130 if the batch was stopped (Ctrl-C)."""
         print(self.summary(verb))
         if output:
             print(f'Output: {output}')
+        if self.left:
+            print(f'Interrupted: {self.left} image(s) not reached')
+            raise SystemExit(130)
         if self.failures:
             raise SystemExit(1)
 
-    def summary(self, verb='aligned'):
+    def summary(self, verb: str = 'aligned') -> str:
         lines = [f'{verb} {self.done} of {self.total} image(s)'
                  + (f'; {len(self.failures)} failed:' if self.failures else '')]
         lines += [f'  {name}: {reason}' for name, reason in self.failures]
         return '\n'.join(lines)
 
 
-def output_stems(paths, root):
+def output_stems(paths: Sequence[str], root: str) -> Dict[str, str]:
     """Input path -> output path without suffix, mirroring subfolders of ``root``.
 
     Two inputs that differ only by suffix (``a.jpg``, ``a.png``) keep both: each
@@ -53,12 +59,21 @@ def output_stems(paths, root):
             for p, stem in stems.items()}
 
 
-def run_batch(paths, root, process, desc, report=None, progress=True):
-    """Call ``process(path, name)`` for each path; collect failures instead of stopping."""
+def run_batch(paths: Sequence[str], root: str, process: Callable[[str, str], None], desc: str,
+              report: Optional[BatchReport] = None, progress: bool = True,
+              stop: Optional[Callable[[], bool]] = None) -> BatchReport:
+    """Call ``process(path, name)`` for each path; collect failures instead of stopping.
+
+    ``stop()``, when given, is asked after each item; once it says True the rest are left
+    (counted in ``report.left``).
+    """
     from tqdm import tqdm
     report = report or BatchReport()
     with tqdm(paths, unit='img', desc=desc, disable=not progress) as bar:
-        for path in bar:
+        for index, path in enumerate(bar):
+            if stop is not None and stop():
+                report.left = len(paths) - index
+                break
             name = os.path.relpath(path, root)
             try:
                 process(path, name)

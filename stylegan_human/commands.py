@@ -10,11 +10,14 @@ import functools
 import re
 import signal
 import threading
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import click
 
 from dnnlib.errors import ToolkitError
+
+if TYPE_CHECKING:   # torch is imported only when a device is chosen
+    import torch
 
 
 class UserError(click.ClickException):
@@ -31,7 +34,7 @@ class Command(click.Command):
             raise UserError(err.format_message()) from None
 
 
-def user_errors(fn):
+def user_errors(fn: Callable) -> Callable:
     """Decorator: report the library's errors (``ToolkitError``) and OS errors as one line.
 
     When the error names the argument that held the bad value (``err.param``) and this command
@@ -71,7 +74,7 @@ class InterruptRequest:
 
 
 @contextlib.contextmanager
-def stop_between_items():
+def stop_between_items() -> Iterator[InterruptRequest]:
     """Let a loop over many outputs finish the item in hand when the user presses Ctrl-C.
 
     The first SIGINT only sets ``.requested``: the loop completes the current file and stops,
@@ -108,7 +111,7 @@ def report_interrupted(done: int, total: int, what: str, where: str) -> None:
 _RANGE_ITEM = re.compile(r'^\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?$')
 
 
-def parse_range(text):
+def parse_range(text: Union[str, Sequence[int]]) -> List[int]:
     """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]. Raises ValueError with a readable message."""
     if isinstance(text, (list, tuple)):
         return [int(x) for x in text]
@@ -129,7 +132,7 @@ def parse_range(text):
     return values
 
 
-def parse_vec2(text):
+def parse_vec2(text: Union[str, Sequence[float]]) -> Tuple[float, float]:
     """'0.1,-0.2' -> (0.1, -0.2)."""
     if isinstance(text, (list, tuple)):
         return tuple(float(x) for x in text)
@@ -180,7 +183,7 @@ class ParsedType(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
-def parse_name_list(text):
+def parse_name_list(text: str) -> List[str]:
     """'a, b,c' -> ['a', 'b', 'c']; 'none' or '' -> [] (upstream's --metrics)."""
     if text.strip().lower() in ('', 'none'):
         return []
@@ -196,7 +199,7 @@ NAME_LIST = ParsedType('list', parse_name_list)
 # Devices
 
 
-def choose_device(name='auto'):
+def choose_device(name: str = 'auto') -> 'torch.device':
     """'auto' picks CUDA, then MPS, then CPU; an unavailable device is a user error."""
     import torch
     name = (name or 'auto').strip().lower()

@@ -3,20 +3,22 @@
 Used by interpolation.py, the web app and the notebook.
 """
 
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from dnnlib.errors import InputError
-from .sampling import generate_images, make_labels, seed_to_z, synthesize, to_uint8
+from .sampling import make_labels, seed_to_z, synthesize, to_uint8
+
+Device = Union[str, torch.device]
 
 
-def lerp(a, b, t):
+def lerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     return a + (b - a) * t
 
 
-def slerp(a, b, t, dot_threshold=0.9995):
+def slerp(a: np.ndarray, b: np.ndarray, t: float, dot_threshold: float = 0.9995) -> np.ndarray:
     """Spherical interpolation along the great circle; falls back to lerp for near-parallel codes."""
     a_unit = a / np.linalg.norm(a)
     b_unit = b / np.linalg.norm(b)
@@ -27,7 +29,7 @@ def slerp(a, b, t, dot_threshold=0.9995):
     return (np.sin((1 - t) * theta) * a + np.sin(t * theta) * b) / np.sin(theta)
 
 
-def path_points(num_keys, num_interps, loop):
+def path_points(num_keys: int, num_interps: int, loop: bool) -> List[Tuple[int, float]]:
     """(segment, t) for every frame: num_interps per segment, plus the final key frame."""
     segments = num_keys if loop else num_keys - 1
     points = [(k, i / num_interps) for k in range(segments) for i in range(num_interps)]
@@ -35,8 +37,9 @@ def path_points(num_keys, num_interps, loop):
     return points
 
 
-def interpolate_latents(G, seeds, num_interps=100, space='z', method='lerp', loop=False,
-                        truncation_psi=0.8, class_idx=None, device='cpu'):
+def interpolate_latents(G: torch.nn.Module, seeds: Sequence[int], num_interps: int = 100, space: str = 'z',
+                        method: str = 'lerp', loop: bool = False, truncation_psi: float = 0.8,
+                        class_idx: Optional[int] = None, device: Device = 'cpu') -> torch.Tensor:
     """w for every frame of the path through ``seeds`` ([frames, num_ws, w_dim])."""
     if len(seeds) < 2:
         raise InputError(f'interpolation needs at least two seeds, e.g. 85,100 (got {len(seeds)})', param='seeds')
@@ -64,7 +67,8 @@ def interpolate_latents(G, seeds, num_interps=100, space='z', method='lerp', loo
     return torch.stack(frames)
 
 
-def render(G, ws, noise_mode='const', batch_size=1):
+def render(G: torch.nn.Module, ws: torch.Tensor, noise_mode: str = 'const',
+           batch_size: int = 1) -> Iterator[np.ndarray]:
     """Yield uint8 HWC images for ws, ``batch_size`` at a time (bounded memory)."""
     with torch.no_grad():
         for i in range(0, len(ws), batch_size):

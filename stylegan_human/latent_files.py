@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from typing import Iterable, Optional, Union
+from typing import Any, Iterable, Union
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ class LatentStream:
         self._scratch = tempfile.mkdtemp(prefix='.latents-', dir=folder)
         self._files = {name: open(os.path.join(self._scratch, name), 'wb') for name, _ in self._FIELDS}
 
-    def add(self, sample) -> None:
+    def add(self, sample: Any) -> None:
         for name, dtype in self._FIELDS:
             value = np.array(getattr(sample, name), dtype=dtype, order='C')
             if self._shapes.setdefault(name, value.shape) != value.shape:

@@ -8,6 +8,7 @@ that is not a readable image raises :class:`PhotoError` with one line.
 
 import os
 import warnings
+from typing import List, Optional, Union
 
 import numpy as np
 import PIL.Image
@@ -30,7 +31,7 @@ class PhotoError(FileFormatError):
     """The file is not a usable image (one line, names nothing but the problem)."""
 
 
-def list_photos(folder, recursive=False):
+def list_photos(folder: Union[str, os.PathLike], recursive: bool = False) -> List[str]:
     """Image files under ``folder`` (sorted; subfolders too when ``recursive``)."""
     found = []
     if recursive:
@@ -47,7 +48,7 @@ def _is_photo_name(name):
     return not name.startswith('.') and name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def load_photo(path, max_side=DEFAULT_MAX_SIDE):
+def load_photo(path: Union[str, os.PathLike], max_side: Optional[int] = DEFAULT_MAX_SIDE) -> np.ndarray:
     """Return the photo at ``path`` as an HxWx3 uint8 RGB array, upright, longest side <= max_side."""
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise PhotoError('empty file (0 bytes)')

@@ -69,7 +69,7 @@ def make_transform(translate: Tuple[float, float] = (0, 0), angle: float = 0) ->
 
 
 @contextlib.contextmanager
-def input_transform(G: torch.nn.Module, translate: Tuple[float, float] = (0, 0), rotate: float = 0):
+def input_transform(G: torch.nn.Module, translate: Tuple[float, float] = (0, 0), rotate: float = 0) -> Iterator[None]:
     """Temporarily set a StyleGAN3 generator's input translation/rotation."""
     wants = tuple(translate) != (0, 0) or rotate != 0
     synthesis_input = getattr(G.synthesis, 'input', None)
@@ -163,7 +163,8 @@ def generate_images(G: torch.nn.Module, seeds: Iterable[int], truncation_psi: fl
     return list(with_progress(samples, len(seeds), enabled=progress))
 
 
-def with_progress(items: Iterable, total: int, enabled: bool = True, unit: str = 'img', desc: str = 'Generating'):
+def with_progress(items: Iterable, total: int, enabled: bool = True, unit: str = 'img',
+                  desc: str = 'Generating') -> Iterator:
     """``items`` passed through a tqdm progress bar (on stderr) when ``enabled``."""
     from tqdm import tqdm
     with tqdm(total=total, unit=unit, disable=not enabled, desc=desc) as bar:

@@ -3,7 +3,7 @@
 Used by style_mixing.py, stylemixing_video.py, the web app and the notebook.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import PIL.Image
@@ -13,6 +13,8 @@ import torch
 from dnnlib.errors import InputError
 from .sampling import make_labels, seed_to_z, synthesize, to_uint8
 
+Device = Union[str, torch.device, None]
+
 
 def check_styles(G: torch.nn.Module, styles: Sequence[int]) -> None:
     """Style indices must name ws of this network."""
@@ -21,8 +23,9 @@ def check_styles(G: torch.nn.Module, styles: Sequence[int]) -> None:
         raise InputError(f'style {bad[0]} does not exist: this network has styles 0-{G.num_ws - 1}', param='styles')
 
 
-def style_mix(G, row_seeds, col_seeds, styles, truncation_psi=0.8, noise_mode='const',
-              class_idx=None, device=None):
+def style_mix(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[int], styles: Sequence[int],
+              truncation_psi: float = 0.8, noise_mode: str = 'const', class_idx: Optional[int] = None,
+              device: Device = None) -> Dict[Tuple[int, int], np.ndarray]:
     """Return {(row_seed, col_seed): uint8 HWC}; (s, s) is seed s's own image.
 
     A cell takes the row seed's w with the column seed's w copied into ``styles``.
@@ -49,7 +52,8 @@ def style_mix(G, row_seeds, col_seeds, styles, truncation_psi=0.8, noise_mode='c
     return images
 
 
-def mixing_grid(images, row_seeds, col_seeds):
+def mixing_grid(images: Dict[Tuple[int, int], np.ndarray], row_seeds: Sequence[int],
+                col_seeds: Sequence[int]) -> np.ndarray:
     """Top row: column seeds; left column: row seeds; the corner stays black."""
     h, w, c = next(iter(images.values())).shape
     canvas = np.zeros([h * (len(row_seeds) + 1), w * (len(col_seeds) + 1), c], dtype=np.uint8)
@@ -62,16 +66,17 @@ def mixing_grid(images, row_seeds, col_seeds):
     return canvas
 
 
-def wandering_z(seed, num_frames, z_dim, smoothing_frames):
+def wandering_z(seed: int, num_frames: int, z_dim: int, smoothing_frames: float) -> np.ndarray:
     """Seeded Gaussian noise, smoothed over time with wrap-around (so it loops), unit RMS."""
     z = np.random.RandomState(seed).randn(num_frames, z_dim).astype(np.float32)
     z = scipy.ndimage.gaussian_filter(z, [smoothing_frames, 0], mode='wrap')
     return z / np.sqrt(np.mean(np.square(z)))
 
 
-def mixing_frames(G, src_seed, dst_seeds, styles, num_frames, fps, truncation_psi=1.0, noise_mode='const',
-                  indent_range=30, only_stylemix=False, smoothing_sec=1.0, batch_size=8, class_idx=None,
-                  device='cpu'):
+def mixing_frames(G: torch.nn.Module, src_seed: int, dst_seeds: Sequence[int], styles: Sequence[int],
+                  num_frames: int, fps: float, truncation_psi: float = 1.0, noise_mode: str = 'const',
+                  indent_range: int = 30, only_stylemix: bool = False, smoothing_sec: float = 1.0, batch_size: int = 8,
+                  class_idx: Optional[int] = None, device: Device = 'cpu') -> Iterator[np.ndarray]:
     """The video's frames (uint8 HWC), rendered ``batch_size`` source frames at a time.
 
     Options are checked here, before any frame is rendered or file opened.

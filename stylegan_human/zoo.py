@@ -29,24 +29,24 @@ import dataclasses
 import os
 import sys
 import urllib.parse
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from dnnlib import util
 
 ENV_URL_BASE = 'STYLEGAN_HUMAN_ZOO_URL_BASE'
 
 
-def hf_url(repo, path):
+def hf_url(repo: str, path: str) -> str:
     """The plain-HTTP download address of a file in a Hugging Face model repository."""
     return f'https://huggingface.co/{repo}/resolve/main/{path}'
 
 
-def drive_url(file_id):
+def drive_url(file_id: str) -> str:
     """The direct-download address of a shared Google Drive file (a confirm page may follow)."""
     return f'https://drive.google.com/uc?export=download&id={file_id}'
 
 
-def drive_page(file_id):
+def drive_page(file_id: str) -> str:
     return f'https://drive.google.com/file/d/{file_id}/view'
 
 
@@ -155,12 +155,12 @@ class ModelZooError(util.DownloadError):
         return (ModelZooError, (self.reason, self.url, self.failures))
 
 
-def list_models():
+def list_models() -> List[str]:
     """The zoo's model names, in table order."""
     return list(MODELS)
 
 
-def register_model(entry):
+def register_model(entry: ModelEntry) -> ModelEntry:
     """Add ``entry`` (a :class:`ModelEntry`) to the zoo, replacing one of the same name."""
     if not isinstance(entry, ModelEntry):
         raise TypeError('register_model() takes a ModelEntry')
@@ -173,7 +173,7 @@ def _unknown(spec):
                          f'(known names: {", ".join(MODELS)})', name=spec)
 
 
-def get_model(name):
+def get_model(name: Union[str, os.PathLike]) -> ModelEntry:
     """The :class:`ModelEntry` for a zoo name (``stylegan_human_v2_1024``; the file name
     ``stylegan_human_v2_1024.pkl`` is accepted too). Raises :class:`ModelZooError`."""
     name = os.fspath(name)
@@ -185,7 +185,7 @@ def get_model(name):
     raise _unknown(name)
 
 
-def describe_models():
+def describe_models() -> str:
     """A small text table of the zoo (name, generator, image size, file size)."""
     lines = [f'{"name":26s} {"gen":5s} {"image":9s} {"size":>9s}  description']
     for e in MODELS.values():
@@ -204,7 +204,8 @@ def _mirror_source(entry):
     return os.path.join(os.path.expanduser(base), entry.filename)
 
 
-def model_sources(name, sources=None):
+def model_sources(name: Union[str, os.PathLike],
+                  sources: Optional[Sequence[Union[str, os.PathLike]]] = None) -> List[str]:
     """The candidates tried for a zoo name, in order (see the module docstring)."""
     entry = get_model(name)
     if sources is not None:
@@ -233,7 +234,9 @@ def _one_line(text):
     return ' '.join(str(text).split())
 
 
-def download_model(name, cache_dir=None, verbose=True, sources=None, num_attempts=10):
+def download_model(name: Union[str, os.PathLike], cache_dir: Optional[Union[str, os.PathLike]] = None,
+                   verbose: bool = True, sources: Optional[Sequence[Union[str, os.PathLike]]] = None,
+                   num_attempts: int = 10) -> str:
     """Download (once) the zoo network ``name`` and return the local file path.
 
     A copy already in the cache from any of the sources is used without network
@@ -277,7 +280,9 @@ def download_model(name, cache_dir=None, verbose=True, sources=None, num_attempt
         name=entry.name, failures=failures)
 
 
-def resolve_network(name_or_path_or_url, cache_dir=None, verbose=True, sources=None, num_attempts=10):
+def resolve_network(name_or_path_or_url: Union[str, os.PathLike],
+                    cache_dir: Optional[Union[str, os.PathLike]] = None, verbose: bool = True,
+                    sources: Optional[Sequence[Union[str, os.PathLike]]] = None, num_attempts: int = 10) -> str:
     """A local file path for a network given as a path, a URL or a zoo name.
 
     - an existing local path is returned as it is;

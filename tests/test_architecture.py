@@ -114,3 +114,49 @@ def test_the_checks_see_real_arrows():
     assert 'stylegan_human.network_files.build' in graph['stylegan_human.network_files.load']
     assert 'training.networks_stylegan2' in graph['stylegan_human.network_files.build']
     assert 'stylegan_human.features.vgg16_nvidia' in graph['metrics.detector_files']
+
+
+LIBRARY_PACKAGES = ('stylegan_human', 'pti', 'edit', 'inset', 'aligner')
+
+
+def _is_command(function):
+    """A click command (its parameters are typed by its options)."""
+    for decorator in function.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if 'click' in ast.unparse(target) or ast.unparse(target).endswith('.command'):
+            return True
+    return False
+
+
+def test_public_library_functions_are_annotated():
+    unannotated = []
+    for package in LIBRARY_PACKAGES:
+        for path in sorted((ROOT / package).rglob('*.py')):
+            for node in ast.parse(path.read_text()).body:
+                if not isinstance(node, ast.FunctionDef) or node.name.startswith('_') or _is_command(node):
+                    continue
+                params = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                if any(p.annotation is None for p in params) or node.returns is None:
+                    unannotated.append(f'{path.relative_to(ROOT)}:{node.lineno} {node.name}')
+    assert unannotated == []
+
+
+INTERNAL_EXCEPTIONS = {'UserError',      # click's one-line exit, the CLI layer's own
+                       'RefusedGlobal',  # the unpickler's signal, always turned into NetworkFileError
+                       '_Retry', '_Hop'}
+
+
+def test_every_error_class_is_in_the_one_hierarchy():
+    import importlib
+    from dnnlib.errors import ToolkitError
+    modules, _ = _graph()
+    found = {}
+    for name, path in modules.items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and node.name not in INTERNAL_EXCEPTIONS and \
+                    any(ast.unparse(base).split('.')[-1].endswith(('Error', 'Exception')) for base in node.bases):
+                found[f'{name}.{node.name}'] = (name, node.name)
+    assert len(found) > 20
+    outside = [key for key, (module, cls) in found.items()
+               if not issubclass(getattr(importlib.import_module(module), cls), ToolkitError)]
+    assert outside == []

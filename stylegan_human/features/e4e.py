@@ -13,6 +13,7 @@ added, as pSp does. Module and key names are those of the published checkpoint
 import math
 import os
 import pickle
+from typing import Any, Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -124,7 +125,7 @@ class Encoder4Editing(nn.Module):
         return torch.stack(codes, dim=1)
 
 
-def upsample_add(x, y):
+def upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=y.shape[2:], mode='bilinear', align_corners=True) + y
 
 
@@ -143,7 +144,7 @@ class E4EInverter(nn.Module):
         return self.encoder(images) + self.latent_avg.unsqueeze(0)
 
 
-def read_checkpoint(path):
+def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     """The checkpoint dict, loaded without running code (tensors, numbers, strings, dicts only)."""
     if not os.path.isfile(path):
         raise E4EWeightsError(f"e4e encoder not found at {path}: download StyleGAN-Human's e4e_w+.pt from "
@@ -158,7 +159,8 @@ def read_checkpoint(path):
     return ckpt
 
 
-def load_e4e(path, num_ws=None, device='cpu'):
+def load_e4e(path: Union[str, os.PathLike], num_ws: Optional[int] = None,
+             device: Union[str, torch.device] = 'cpu') -> E4EInverter:
     """An E4EInverter from ``e4e_w+.pt``; ``num_ws`` (the generator's) is checked against the encoder's styles."""
     ckpt = read_checkpoint(path)
     weights = {k[len('encoder.'):]: v for k, v in ckpt['state_dict'].items() if k.startswith('encoder.')}

@@ -38,6 +38,8 @@ that exclude padding, and the max pool in ``mixed_10``'s third tower. These are
 assumptions until a run against the real file confirms them.
 """
 
+from typing import Dict, Mapping, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -217,12 +219,12 @@ class InceptionV3(nn.Module):
         return F.softmax(F.linear(features, self.output.weight, bias), dim=1)
 
 
-def published_shapes():
+def published_shapes() -> Dict[str, Tuple[int, ...]]:
     """Tensor name -> shape of the published file (the same as this module's state dict)."""
     return {name: tuple(t.shape) for name, t in InceptionV3().state_dict().items()}
 
 
-def inception_from_tensors(tensors, where='the file'):
+def inception_from_tensors(tensors: Mapping[str, torch.Tensor], where: str = 'the file') -> InceptionV3:
     """InceptionV3 with the tensors of a published-layout dict copied in; eval mode, no grads.
 
     Raises ValueError (one line, naming ``where``) for a missing tensor or a shape mismatch.

@@ -7,6 +7,8 @@ and the linear layers as the lpips package ships them (``linK.model.1.weight``,
 the result is [N, 1, 1, 1], as the package returns it.
 """
 
+from typing import Dict, Mapping, Tuple
+
 import torch
 from torch import nn
 
@@ -108,7 +110,8 @@ class LPIPS(nn.Module):
         return self
 
 
-def lpips_module_to_published(state_dict, net):
+def lpips_module_to_published(state_dict: Mapping[str, torch.Tensor],
+                              net: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
     """An lpips-module state dict (``net.sliceK.N.*``, ``linK.*``) -> (backbone, lin) in the published layouts."""
     backbone, lin = {}, {}
     for key, value in state_dict.items():
@@ -120,7 +123,7 @@ def lpips_module_to_published(state_dict, net):
     return backbone, lin
 
 
-def unit_normalize(x, eps=1e-10):
+def unit_normalize(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     """Scale each pixel's feature vector to unit length (as lpips does)."""
     return x / (x.square().sum(dim=1, keepdim=True).sqrt() + eps)
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 
-def tf_bilinear_resize(x, height, width):
+def tf_bilinear_resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Bilinear resize as TensorFlow 1's resize_bilinear (source = destination x scale, no half-pixel shift)."""
     n, _, h, w = x.shape
     ys = torch.arange(height, device=x.device, dtype=x.dtype) * (h / height)

@@ -16,9 +16,11 @@ LPIPS weights and by 1/sqrt(H*W)).
 """
 
 import collections
+import os
 import pickle
 import warnings
 import zipfile
+from typing import Dict, Union
 
 import numpy as np
 import torch
@@ -136,7 +138,7 @@ class _Unpickler(pickle.Unpickler):
             return torch.storage.TypedStorage(wrap_storage=raw, dtype=storage_type.dtype, _internal=True)
 
 
-def read_torchscript_tensors(path):
+def read_torchscript_tensors(path: Union[str, os.PathLike]) -> Dict[str, torch.Tensor]:
     """All tensors of a TorchScript module file, keyed by dotted attribute path (``layers.conv1.weight``)."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -171,7 +173,8 @@ def _collect(obj, prefix, out, seen):
             _collect(value, f'{prefix}{key}.', out, seen)
 
 
-def load_vgg16(path, device='cpu', with_classifier=False):
+def load_vgg16(path: Union[str, os.PathLike], device: Union[str, torch.device] = 'cpu',
+               with_classifier: bool = False) -> VGG16Features:
     """VGG16Features with the weights of NVIDIA's vgg16.pt (read safely); eval mode, no grads."""
     tensors = read_torchscript_tensors(path)
     model = VGG16Features(with_classifier=with_classifier)

@@ -186,7 +186,7 @@ def _named_tensors(module: torch.nn.Module) -> dict:
     return targets
 
 
-def rebuild_tree(value, force_fp16: bool):
+def rebuild_tree(value: Any, force_fp16: bool) -> Any:
     """Rebuild every record inside nested dicts."""
     if isinstance(value, PersistentRecord):
         return rebuild_network(value, force_fp16=force_fp16)

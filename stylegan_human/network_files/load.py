@@ -9,7 +9,7 @@ entry point with NVIDIA's signature; by default it never executes code from the 
 import os
 import pickle
 import warnings
-from typing import Any, BinaryIO, Optional, Union
+from typing import BinaryIO, Optional, Union
 
 import torch
 

@@ -13,6 +13,7 @@ over, or of the wrong shape is an error naming it.
 """
 
 import re
+from typing import Any, Dict, Sequence
 
 import numpy as np
 import torch
@@ -403,7 +404,7 @@ def _convert_discriminator(net):
 # Entry point
 
 
-def convert_tf_networks(networks):
+def convert_tf_networks(networks: Sequence[Any]) -> Dict[str, torch.nn.Module]:
     """``(G, D, Gs)`` TF network records -> ``{'G': ..., 'D': ..., 'G_ema': ...}`` of our modules.
 
     A single record (a bare ``Gs``) gives ``{'G_ema': ...}``. Raises
