@@ -20,10 +20,10 @@ import click
 import numpy as np
 import torch
 
-import dnnlib.util
-import legacy
 from dnnlib.atomic import atomic_write
 from dnnlib.errors import InputError, ToolkitError
+import dnnlib.util
+import legacy
 from stylegan_human import commands, interpolation, runtime, sampling, style_mixing
 
 STRIP_FRAMES = 8   # frames shown side by side in the interpolation strip

@@ -50,12 +50,12 @@ import tempfile
 import click
 import torch
 
-from stylegan_human import commands, runtime
 import dnnlib
 import legacy
 from metrics import detector_files
 from metrics import metric_main
 from metrics import metric_utils
+from stylegan_human import commands, runtime
 from training.dataset import DatasetError
 
 # ----------------------------------------------------------------------------

@@ -20,13 +20,13 @@ import os
 import click
 import numpy as np
 
-import legacy
 from dnnlib.atomic import save_image
 from edit import sweep
 from edit.directions import DirectionFileError
 from edit.edit_config import KNOWN_ATTRIBUTES, load_config
 from edit.methods import METHODS, Editor
 from edit.published import direction_root
+import legacy
 from stylegan_human import commands, runtime
 
 

@@ -15,8 +15,8 @@ import os
 import click
 import torch
 
-from stylegan_human import commands, runtime
 import legacy
+from stylegan_human import commands, runtime
 
 
 @click.command(cls=commands.Command, help=__doc__)

@@ -25,10 +25,9 @@ import os
 
 import click
 
-from stylegan_human import commands
-import legacy
 from dnnlib.atomic import save_image
-from stylegan_human import runtime, sampling
+import legacy
+from stylegan_human import commands, runtime, sampling
 from stylegan_human.latent_files import LatentStream
 # The sampling library's names, for code and notebooks written against this module.
 from stylegan_human.latent_files import load_latent, save_latents  # noqa: F401

@@ -23,11 +23,11 @@ import os
 import click
 import numpy as np
 
-import legacy
 from aligner.face import parse_box
 from dnnlib.atomic import atomic_write, save_image
 from inset import compose
 from inset.optimize import InsetConfig
+import legacy
 from stylegan_human import commands, runtime
 
 

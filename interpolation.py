@@ -19,8 +19,8 @@ import os
 import click
 import numpy as np
 
-import legacy
 from dnnlib.atomic import save_image
+import legacy
 from stylegan_human import commands, runtime
 from stylegan_human.interpolation import interpolate_latents, render
 from stylegan_human.sampling import generate_images, with_progress

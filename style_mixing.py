@@ -14,8 +14,8 @@ import os
 
 import click
 
-import legacy
 from dnnlib.atomic import save_image
+import legacy
 from stylegan_human import commands, runtime
 from stylegan_human.style_mixing import mixing_grid, style_mix
 

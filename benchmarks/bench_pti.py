@@ -22,9 +22,9 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stylegan_human.features.lpips import LPIPS  # noqa: E402
 from pti.projector import ProjectionConfig, project_w  # noqa: E402
 from pti.tuning import TuningConfig, tune_generator  # noqa: E402
+from stylegan_human.features.lpips import LPIPS  # noqa: E402
 from stylegan_human.features.vgg16_nvidia import VGG16Features  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
 

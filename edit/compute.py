@@ -28,8 +28,8 @@ import click
 import numpy as np
 import torch
 
-from stylegan_human import commands, runtime
 from dnnlib.atomic import atomic_write
+from stylegan_human import commands, runtime
 from stylegan_human.network_files import load_network
 from stylegan_human.sampling import seed_to_z, synthesize, to_uint8
 

@@ -144,11 +144,32 @@ def test_dispatch(monkeypatch):
     with ops_mode.reference_ops():
         assert torch.equal(fl.filtered_lrelu(x, **args), ref)
         assert calls == ['_filtered_lrelu_ref']
+        calls.clear()
+        fl.filtered_lrelu(x, impl='fast', **args)       # 'fast' asks for the fast path whatever the mode
+        assert calls == ['_filtered_lrelu_fast']
+        calls.clear()
+    fl.filtered_lrelu(x, impl='cuda', **args)           # NVIDIA's meaning: a CUDA kernel, so not for CPU tensors
+    assert calls == ['_filtered_lrelu_ref']
     torch.testing.assert_close(fast, ref, rtol=0, atol=1e-5)
 
 
+def test_the_mode_is_scoped_to_the_block_and_the_thread():
+    import threading
+    seen = {}
+    with ops_mode.reference_ops():
+        assert ops_mode.get_mode() == 'ref'
+        worker = threading.Thread(target=lambda: seen.update(other=ops_mode.get_mode()))
+        worker.start()
+        worker.join()
+        with ops_mode.fast_ops():
+            assert ops_mode.get_mode() == 'fast'
+        assert ops_mode.get_mode() == 'ref'
+    assert ops_mode.get_mode() == 'fast' and seen == {'other': 'fast'}
+
+
 def test_environment_switch_selects_reference():
-    """STYLEGAN_HUMAN_OPS=ref, read at import, routes every call to the reference."""
+    """STYLEGAN_HUMAN_OPS sets the default mode (ref routes every call to the reference); a bad value
+    is a warning when the first op runs, never an import error."""
     script = (
         'import torch\n'
         'from torch_utils.ops import filtered_lrelu as fl\n'
@@ -158,11 +179,12 @@ def test_environment_switch_selects_reference():
         'fl.filtered_lrelu(torch.zeros(1, 1, 4, 4), fu=torch.ones(4), up=2, padding=2)\n'
         'print(*ran)\n')
     root = pathlib.Path(__file__).resolve().parents[1]
-    for mode, expected in [('ref', 'ref'), ('fast', 'fast')]:
+    for mode, expected in [('ref', 'ref'), ('fast', 'fast'), ('bogus', 'fast')]:
         env = dict(os.environ, STYLEGAN_HUMAN_OPS=mode)
-        done = subprocess.run([sys.executable, '-c', script], cwd=root, env=env, capture_output=True, text=True,
-                              check=True)
+        done = subprocess.run([sys.executable, '-c', 'import training.networks_stylegan3\n' + script], cwd=root,
+                              env=env, capture_output=True, text=True, check=True)
         assert done.stdout.split() == [expected]
+        assert ("STYLEGAN_HUMAN_OPS='bogus' is not one of fast, ref; using fast" in done.stderr) == (mode == 'bogus')
 
 
 @pytest.mark.parametrize('up,down,kind', [(2, 2, '1d'), (4, 2, '2d'), (1, 4, '2d'), (2, 1, None)])
