@@ -15,8 +15,8 @@ python generate.py --network=stylegan_human_v2_512 --seeds=0-9 --trunc=0.8 --out
 # StyleGAN3: shift and rotate the input grid
 python generate.py --network=stylegan_human_v3_512 --seeds=0 --translate=0.1,0 --rotate=10 --outdir=out
 
-Each image is written as soon as it is made; Ctrl-C finishes the image in hand and
-stops, keeping every image written so far (and their latents).
+Each image is written as soon as it is made; Ctrl-C (or kill) finishes the image in
+hand and stops, keeping every image written so far (and their latents).
 
 From a notebook: ``stylegan_human.sampling.generate_images(G, seeds=[0, 1])`` returns the images.
 """
@@ -80,7 +80,7 @@ def main(network_pkl, seeds, truncation_psi, truncation_cutoff, noise_mode, outd
         if latents is not None:
             latents.close()   # the latents of every image written, also after an interrupt
     if written < len(seeds):
-        commands.report_interrupted(written, len(seeds), 'image(s)', outdir)
+        commands.report_interrupted(written, len(seeds), 'image(s)', outdir, interrupt.exit_code)
     print(f'Wrote {written} image(s) to {outdir}')
 
 

@@ -65,7 +65,8 @@ def main(network_pkl, seeds, truncation_psi, noise_mode, outdir, save_mid_image,
             if interrupt.requested:
                 break   # the video is closed with the frames so far
     if video.count < len(ws):
-        commands.report_interrupted(video.count, len(ws), 'frame(s)', os.path.join(outdir, name))
+        commands.report_interrupted(video.count, len(ws), 'frame(s)', os.path.join(outdir, name),
+                                    interrupt.exit_code)
     for sample in generate_images(G, seeds, truncation_psi=truncation_psi, noise_mode=noise_mode,
                                   class_idx=class_idx, device=device):
         save_image(sample.image, os.path.join(outdir, f'seed{sample.seed:04d}.png'))

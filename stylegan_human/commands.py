@@ -67,41 +67,44 @@ def message_for_option(err: Exception, ctx: Optional[click.Context] = None) -> s
 
 
 class InterruptRequest:
-    """Set by the first Ctrl-C inside :func:`stop_between_items`; the loop checks it between items."""
+    """Set by the first Ctrl-C (or SIGTERM) inside :func:`stop_between_items`; the loop checks it between items."""
 
     def __init__(self):
         self.requested = False
+        self.exit_code = 130   # the shell's status for a command ended by a signal: 128 + its number
 
 
 @contextlib.contextmanager
 def stop_between_items() -> Iterator[InterruptRequest]:
     """Let a loop over many outputs finish the item in hand when the user presses Ctrl-C.
 
-    The first SIGINT only sets ``.requested``: the loop completes the current file and stops,
-    so every file it wrote is whole. A second SIGINT interrupts at once, as usual. Off the main
-    thread (signals cannot be caught there) Ctrl-C keeps its usual meaning.
+    The first SIGINT (Ctrl-C) or SIGTERM (``kill``) only sets ``.requested``: the loop completes
+    the current file and stops, so every file it wrote is whole. A second signal interrupts at
+    once. Off the main thread (signals cannot be caught there) the signals keep their usual meaning.
     """
     request = InterruptRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         if request.requested:
             raise KeyboardInterrupt
         request.requested = True
+        request.exit_code = 128 + signum
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def report_interrupted(done: int, total: int, what: str, where: str) -> None:
-    """Say how far an interrupted run got, in one line, and exit with 130 (the shell's Ctrl-C status)."""
+def report_interrupted(done: int, total: int, what: str, where: str, exit_code: int = 130) -> None:
+    """Say how far an interrupted run got, in one line, and exit with ``exit_code`` (130: Ctrl-C)."""
     click.echo(f'Interrupted: wrote {done} of {total} {what} to {where}', err=True)
-    raise click.exceptions.Exit(130)
+    raise click.exceptions.Exit(exit_code)
 
 
 # ----------------------------------------------------------------------------

@@ -34,15 +34,16 @@ def _generate(network, outdir, seeds, **popen):
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
-def test_sigint_keeps_every_finished_image_and_their_latents(small_network, tmp_path):
+@pytest.mark.parametrize('signum, status', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_keeps_every_finished_image_and_their_latents(small_network, tmp_path, signum, status):
     outdir = tmp_path / 'out'
     proc = _generate(small_network, outdir, '0-20000')
     deadline = time.time() + 120
     while time.time() < deadline and len(list(outdir.glob('seed*.png'))) < 20:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == status, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith('Interrupted: wrote ') and last.endswith(f'of 20001 image(s) to {outdir}'), last
     written = int(last.split()[2])
