@@ -84,7 +84,7 @@ def main(image_folder, output_folder, size, pose, segmenter, openpose_weights, p
                                   stop=lambda: interrupt.requested)
     finally:
         backend.close()
-    report.finish('aligned', output_folder)
+    report.finish('aligned', output_folder, interrupt.exit_code)
 
 
 if __name__ == '__main__':

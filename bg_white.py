@@ -57,7 +57,7 @@ def main(raw_img_dir, raw_seg_dir, outdir, segmenter, ppseg_model, recursive, de
             model.close()
     if found == 0:
         raise commands.UserError(f'--raw_img_dir {raw_img_dir}: no images found')
-    report.finish('whitened', outdir)
+    report.finish('whitened', outdir, interrupt.exit_code)
 
 
 if __name__ == '__main__':

@@ -105,7 +105,7 @@ def main(network_pkl, input_path, outdir, run_name, inversion, multi_id, max_ima
     with commands.stop_between_items() as interrupt:
         (invert_together if multi_id else invert_each)(inverter, items, report, checkpoints,
                                                        stop=lambda: interrupt.requested)
-    report.finish('inverted', outdir)
+    report.finish('inverted', outdir, interrupt.exit_code)
 
 
 def _grouped(s):

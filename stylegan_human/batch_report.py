@@ -26,15 +26,15 @@ class BatchReport:
     def total(self) -> int:
         return self.done + len(self.failures)
 
-    def finish(self, verb: str, output: Optional[str] = None) -> None:
+    def finish(self, verb: str, output: Optional[str] = None, stopped_status: int = 130) -> None:
         """Print the summary (and where the results are); exit with status 1 if anything failed,
-        130 if the batch was stopped (Ctrl-C)."""
+        ``stopped_status`` if the batch was stopped (130: Ctrl-C, 143: SIGTERM)."""
         print(self.summary(verb))
         if output:
             print(f'Output: {output}')
         if self.left:
             print(f'Interrupted: {self.left} image(s) not reached')
-            raise SystemExit(130)
+            raise SystemExit(stopped_status)
         if self.failures:
             raise SystemExit(1)
 

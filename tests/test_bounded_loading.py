@@ -74,6 +74,29 @@ def test_a_config_larger_than_memory_is_one_line_with_little_memory(request, tmp
     assert not (tmp_path / 'out').exists() or not any((tmp_path / 'out').iterdir())
 
 
+def test_sizes_the_file_could_hold_but_whose_tensors_it_cannot_are_refused_before_allocation(fixtures_dir, tmp_path):
+    """Each value passes the first check (no larger than the file's value count), yet together they ask
+    for terabytes: the constructor is stopped at the first tensor over the budget."""
+    def wide(kwargs):
+        kwargs['synthesis_kwargs']['channel_base'] = 400_000
+        kwargs['synthesis_kwargs']['channel_max'] = 400_000
+    path = tmp_path / 'wide.pkl'
+    rewrite_pickle(fixtures_dir / 'networks' / 'sg2_rect64.pkl', path, keep=['G_ema'], edit_kwargs=wide)
+    rc, lines, peak_kb = _generate_peak_rss(path, tmp_path / 'out')
+    errors = [line for line in lines if line.startswith('Error:')]
+    assert rc == 1 and len(errors) == 1 and 'far more than the file holds' in errors[0], lines
+    assert peak_kb < PEAK_RSS_LIMIT_KB, f'peak RSS {peak_kb} kB'
+
+
+def test_loading_draws_no_random_initial_values(fixtures_dir, monkeypatch):
+    import torch as real_torch
+    calls = []
+    original = real_torch.Tensor.normal_
+    monkeypatch.setattr(real_torch.Tensor, 'normal_', lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    legacy.load_network(fixtures_dir / 'networks' / 'sg3r_rect64.pkl')
+    assert calls == []
+
+
 def test_a_consistent_config_is_still_refused_when_memory_is_short(fixtures_dir, monkeypatch):
     from torch_utils import memory
     monkeypatch.setattr(memory, 'available_bytes', lambda device: 1000)

@@ -1,18 +1,23 @@
-"""Networks rebuilt from a file's config and tensors, checked before any memory is taken.
+"""Networks rebuilt from a file's config and tensors, with bounded memory and a strict check.
 
 A file's config (``init_kwargs``) decides how large the network is, and a file is
 untrusted input: a config with ``z_dim=2**31`` would make the constructor allocate until
-the kernel stops the process. So a network is first built on PyTorch's ``meta`` device
-(shapes, no storage), its parameters and buffers are compared with the tensors the file
-holds (names and shapes) and their total size with the memory that is free, and only
-then is storage allocated (``to_empty``) and filled from the file. Any mismatch is one
-:class:`NetworkFileError` line; nothing random is drawn, every tensor comes from the file.
+the kernel stops the process. So the config's integers are first held against the number
+of values the file holds; then, while the network is constructed, each new tensor is
+counted before it is allocated, against a budget of twice the file's bytes and the free
+memory (:class:`_AllocationBudget`, which also skips drawing random initial values); then
+its parameters and buffers are compared with the file's tensors (names and shapes, nothing
+missing, nothing extra) and filled from them. Any problem is one :class:`NetworkFileError`.
+
+(Building on PyTorch's ``meta`` device would avoid even the bounded allocation, but its first
+use imports ``torch._dynamo``, a second more of every script's start-up.)
 """
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 import dnnlib
 from torch_utils import memory
@@ -87,28 +92,77 @@ def rebuild_network(record: PersistentRecord, force_fp16: bool = False) -> torch
         kwargs.square = _infer_square(record, tensors)
     if force_fp16 and record.class_name in ('Generator', 'Discriminator') and not cls.__module__.endswith('stylegan1'):
         force_fp16_kwargs(kwargs)
-    module = construct_without_storage(cls, record.init_args, kwargs, what=record.class_name,
-                                       largest=_total_elements(tensors.values()))
+    module = construct_for_loading(cls, record.init_args, kwargs, what=record.class_name,
+                                   file_numbers=_total_elements(tensors.values()),
+                                   file_bytes=_total_bytes(tensors.values()))
     fill_from(module, tensors, what=record.class_name)
     module.train(bool(record.state.get('training', False)))
     return module
 
 
-def construct_without_storage(cls: type, args: Sequence, kwargs: Mapping, what: str,
-                              largest: int) -> torch.nn.Module:
-    """``cls(*args, **kwargs)`` on the meta device: shapes only, no tensor memory.
+class _AllocationBudget(TorchFunctionMode):
+    """While a network is constructed for loading: each new tensor is counted against a budget
+    before it is allocated, and random initial values are not drawn (the file's values replace
+    them next). A mode, so it holds for the constructing thread only and changes nothing global."""
 
-    ``largest`` is how many elements the file holds in all; no size in a real config
-    exceeds it, and refusing larger ones first keeps the constructor's own arithmetic
-    (filter design, numpy buffers) from running away on a hostile config.
+    _SIZED = {torch.empty, torch.zeros, torch.ones, torch.randn, torch.rand, torch.full}
+    _RANDOM = {torch.randn, torch.rand}
+
+    def __init__(self, budget: int, what: str, limited_by_memory: bool):
+        super().__init__()
+        self.budget, self.what, self.limited_by_memory = budget, what, limited_by_memory
+        self.used = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self._SIZED:
+            size = _requested_size(func, args)
+            dtype = kwargs.get('dtype') or torch.get_default_dtype()
+            self.used += int(np.prod(size, dtype=np.float64)) * torch.empty([], dtype=dtype).element_size()
+            if self.used > self.budget:
+                raise self._refusal()
+            if func in self._RANDOM:
+                kwargs.pop('generator', None)
+                return torch.empty(size, **kwargs)
+        return func(*args, **kwargs)
+
+    def _refusal(self) -> NetworkFileError:
+        if self.limited_by_memory:
+            return NetworkFileError(f'{self.what} needs more than {self.budget / 2**30:.1f} GiB, but only '
+                                    f'{self.budget / 2**30:.1f} GiB of memory is free')
+        return NetworkFileError(f'{self.what}: its config asks for more than {self.used / 2**20:.0f} MiB of tensors, '
+                                'far more than the file holds; the file is damaged or not a network')
+
+
+def _requested_size(func, args) -> tuple:
+    """The size argument of a factory call: ``f(2, 3)``, ``f([2, 3])`` or ``full([2, 3], value)``."""
+    if func is torch.full or (len(args) == 1 and isinstance(args[0], (list, tuple, torch.Size))):
+        return tuple(int(n) for n in args[0])
+    return tuple(int(n) for n in args)
+
+
+def construct_for_loading(cls: type, args: Sequence, kwargs: Mapping, what: str, file_numbers: int,
+                          file_bytes: int) -> torch.nn.Module:
+    """``cls(*args, **kwargs)`` for a network whose every tensor is copied from a file next.
+
+    The config comes from the file, so it is untrusted: before construction, no integer in it may
+    exceed the number of values the file holds (no size in a real config does, and this keeps the
+    constructor's own arithmetic, such as filter design, from running away); during construction
+    every new tensor is counted before it is allocated, against twice the file's bytes (the
+    network's tensors are the file's, plus temporaries) and the free memory.
     """
     for key, value in _config_integers(kwargs):
-        if value < 0 or value > max(largest, 1 << 16):
+        if value < 0 or value > max(file_numbers, 1 << 16):
             raise NetworkFileError(f'{what}: config {key}={value} does not fit the file '
-                                   f'({largest} numbers in all); the file is damaged or not a network')
+                                   f'({file_numbers} numbers in all); the file is damaged or not a network')
+    budget = 2 * file_bytes + (64 << 20)
+    free = memory.available_bytes('cpu')
+    limited_by_memory = free is not None and free < budget
     try:
-        with torch.device('meta'):
+        with _AllocationBudget(min(budget, free) if limited_by_memory else budget, what, limited_by_memory):
             return cls(*args, **dnnlib.EasyDict(kwargs))
+    except NetworkFileError:
+        raise
     except (TypeError, ValueError, KeyError, AssertionError, IndexError, ZeroDivisionError,
             OverflowError, RuntimeError, NotImplementedError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -132,6 +186,10 @@ def _total_elements(tensors) -> int:
     return sum(int(np.prod(_shape_of(t))) for t in tensors)
 
 
+def _total_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() if isinstance(t, torch.Tensor) else np.asarray(t).nbytes for t in tensors)
+
+
 def _shape_of(value) -> tuple:
     return tuple(getattr(value, 'shape', np.shape(value)))
 
@@ -150,22 +208,11 @@ def check_against_file(module: torch.nn.Module, shapes: Mapping[str, tuple], wha
                 f'{what}: {name} has shape {tuple(shapes[name])}, expected {tuple(target.shape)}')
 
 
-def check_fits_in_memory(module: torch.nn.Module, what: str) -> None:
-    """Refuse a network whose tensors need more than the memory free now."""
-    needed = sum(t.numel() * t.element_size() for t in _named_tensors(module).values())
-    free = memory.available_bytes('cpu')
-    if free is not None and needed > free:
-        raise NetworkFileError(f'{what} needs {needed / 2**30:.1f} GiB, but only {free / 2**30:.1f} GiB of '
-                               'memory is free')
-
-
 def fill_from(module: torch.nn.Module, tensors: Mapping[str, Any], what: str,
-              convert: Callable[[Any], torch.Tensor] = None) -> torch.nn.Module:
-    """Check ``module`` (built by :func:`construct_without_storage`) against ``tensors``, give it
-    storage and copy every tensor in by name."""
+              convert: Optional[Callable[[Any], torch.Tensor]] = None) -> torch.nn.Module:
+    """Check ``module`` (built by :func:`construct_for_loading`) against ``tensors`` and copy every
+    tensor in by name."""
     check_against_file(module, {name: _shape_of(t) for name, t in tensors.items()}, what)
-    check_fits_in_memory(module, what)
-    module.to_empty(device='cpu')
     convert = convert or _as_tensor
     with torch.no_grad():
         for name, target in _named_tensors(module).items():

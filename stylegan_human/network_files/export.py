@@ -2,8 +2,9 @@
 
 The export holds the weights and, in the file's metadata, the config that rebuilds the
 network (family, class, init arguments); a readable ``.json`` copy of the config goes
-beside it. Loading an export reads the header first, builds the network without storage
-and checks it against the header's names and shapes before a byte of weights is read.
+beside it. Loading an export reads the header first, builds the network within the
+file's memory budget and checks it against the header's names and shapes before a byte
+of weights is read.
 """
 
 import copy
@@ -18,7 +19,7 @@ import torch
 
 import dnnlib
 from dnnlib.atomic import atomic_write
-from .build import check_against_file, construct_without_storage, fill_from, force_fp16_kwargs
+from .build import check_against_file, construct_for_loading, fill_from, force_fp16_kwargs
 from .safe_pickle import NetworkFileError
 
 PathLike = Union[str, os.PathLike]
@@ -108,9 +109,9 @@ def _construct(path: str, config, shapes: dict, force_fp16: bool) -> torch.nn.Mo
     kwargs = dnnlib.EasyDict(config.get('init_kwargs', {}))
     if force_fp16 and config['class_name'] in ('Generator', 'Discriminator') and config['family'] != 'networks_stylegan1':
         force_fp16_kwargs(kwargs)
-    largest = sum(int(np.prod(shape)) for shape in shapes.values())
-    return construct_without_storage(cls, config.get('init_args', []), kwargs, what=config['class_name'],
-                                     largest=largest)
+    numbers = sum(int(np.prod(shape)) for shape in shapes.values())
+    return construct_for_loading(cls, config.get('init_args', []), kwargs, what=config['class_name'],
+                                 file_numbers=numbers, file_bytes=os.path.getsize(path))
 
 
 def _jsonable(value):

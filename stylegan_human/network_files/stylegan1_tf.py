@@ -18,7 +18,7 @@ from typing import Any, Dict, Sequence
 import numpy as np
 import torch
 
-from .build import construct_without_storage, fill_from
+from .build import construct_for_loading, fill_from
 from .safe_pickle import NetworkFileError
 
 SUPPORTED_STATE_VERSIONS = (3, 4)
@@ -279,7 +279,8 @@ def _convert_generator(net):
             use_wscale=bool(synthesis.option('use_wscale', True)),
         ),
     )
-    G = construct_without_storage(networks_stylegan1.Generator, (), kwargs, net.what, largest=net.total_size())
+    G = construct_for_loading(networks_stylegan1.Generator, (), kwargs, net.what, file_numbers=net.total_size(),
+                              file_bytes=4 * net.total_size())
     broadcast = mapping.option('dlatent_broadcast', G.num_ws)
     if broadcast != G.num_ws:
         raise _error(f'{mapping.what}: dlatent_broadcast is {broadcast}, but the synthesis network has '
@@ -367,13 +368,13 @@ def _convert_discriminator(net):
     c_dim = label_size if label_size else (dense1[1] if dense1[1] > 1 else 0)
     structure = _structure(net, 'FromRGB_lod1/weight')
 
-    D = construct_without_storage(networks_stylegan1.Discriminator, (), dict(
+    D = construct_for_loading(networks_stylegan1.Discriminator, (), dict(
         c_dim=int(c_dim), img_resolution=2 ** log2, img_channels=int(net.shape('FromRGB_lod0/weight', 4)[2]),
         square=square, channels=[int(c) for c in channels], dense_features=int(dense0[1]), structure=structure,
         fused_scale=_fused_scale(net), blur_filter=_blur_filter(net),
         mbstd_group_size=mbstd_group_size, mbstd_num_channels=int(max(mbstd_channels, 1)),
         activation=_activation(net, 'nonlinearity'), use_wscale=bool(net.option('use_wscale', True))),
-        net.what, largest=net.total_size())
+        net.what, file_numbers=net.total_size(), file_bytes=4 * net.total_size())
 
     out = {}
     expected = dict(D.named_parameters())

@@ -87,7 +87,7 @@ def setup_filter(f, device=torch.device('cpu'), normalize=True, flip_filter=Fals
     if flip_filter:
         f = f.flip(list(range(f.ndim)))
     f = f * (gain ** (f.ndim / 2))
-    return f if f.is_meta else f.to(device=device)  # meta: a network built for its shapes only
+    return f.to(device=device)
 
 
 # ---------------------------------------------------------------------------
