@@ -1,8 +1,8 @@
 """Every network file format, in and out.
 
 - :mod:`.safe_pickle`: reading pickles without running them (records, allow-list).
-- :mod:`.build`: records -> this project's network classes, built without storage and
-  checked against the file's tensors and the free memory before anything is allocated.
+- :mod:`.build`: records -> this project's network classes, constructed within a memory budget
+  set by the file and the free memory, then checked strictly against the file's tensors.
 - :mod:`.stylegan1_tf`: StyleGAN1 TensorFlow pickles -> PyTorch, without TensorFlow.
 - :mod:`.load`: any file, URL or zoo name -> ``{'G_ema': ..., ...}`` with one-line errors.
 - :mod:`.export`: writing official pickles and code-free ``.safetensors`` exports.
