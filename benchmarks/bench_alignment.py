@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from aligner import align_photo, load_photo, make_backend  # noqa: E402
 from dnnlib.atomic import save_image  # noqa: E402
 
-DEFAULT_PHOTO = ROOT.parent / 'shared' / 'fixtures' / 'photos' / 'p_center.png'
+DEFAULT_PHOTO = ROOT / 'tests' / 'data' / 'photos' / 'p_center.png'
 SIZES = {'1 MP': (816, 1224), '12 MP': (3000, 4000)}
 
 
