@@ -128,10 +128,11 @@ class _AllocationBudget(TorchFunctionMode):
 
     def _refusal(self) -> NetworkFileError:
         if self.limited_by_memory:
-            return NetworkFileError(f'{self.what} needs more than {self.budget / 2**30:.1f} GiB, but only '
+            return NetworkFileError(f'{self.what} needs at least {self.used / 2**30:.1f} GiB, but only '
                                     f'{self.budget / 2**30:.1f} GiB of memory is free')
-        return NetworkFileError(f'{self.what}: its config asks for more than {self.used / 2**20:.0f} MiB of tensors, '
-                                'far more than the file holds; the file is damaged or not a network')
+        return NetworkFileError(f'{self.what}: its config asks for at least {self.used / 2**30:.1f} GiB of tensors, '
+                                f'more than the file could fill ({self.budget / 2**20:.0f} MiB allowed); '
+                                'the file is damaged or not a network')
 
 
 def _requested_size(func, args) -> tuple:
