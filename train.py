@@ -77,11 +77,13 @@ def prepare_run(flags, environ=None, cuda_available=None):
             launch.check_device_count(device_type, env.local_world_size, highest_local_rank=env.local_rank)
     elif not flags.dry_run:
         launch.check_device_count(device_type, flags.gpus or 1)
-    flags.device = device_type
+    requested_device, flags.device = flags.device, device_type
     train_config.detect_flavour(flags)  # Flag conflicts before the dataset is read.
     dataset = train_config.open_dataset(flags.data, square=bool(flags.square))
     c, desc = train_config.build_training_options(flags, dataset)
     if not flags.dry_run:
+        if env is None:   # under torchrun the processes were started by the user's own command
+            launch.check_cpu_processes_asked_for(requested_device, device_type, flags.gpus or 1)
         check_resume_network(c)
     return c, desc, env, device_type
 

@@ -60,13 +60,20 @@ def resolve(name_or_path: str, option: Optional[str] = None, download: bool = Fa
 
 
 def main(argv: Sequence[str]) -> int:
+    """``download NAME...`` fetches each file (a failure is one line; the others still go); else the table."""
     if len(argv) >= 2 and argv[0] == 'download':
+        unknown = [name for name in argv[1:] if name not in FILES]
+        if unknown:
+            print(f'Error: unknown name {unknown[0]!r}; known: {", ".join(FILES)}', file=sys.stderr)
+            return 1
+        status = 0
         for name in argv[1:]:
-            if name not in FILES:
-                print(f'Error: unknown name {name!r}; known: {", ".join(FILES)}', file=sys.stderr)
-                return 1
-            print(util.open_url(FILES[name].url, return_filename=True))
-        return 0
+            try:
+                print(util.open_url(FILES[name].url, return_filename=True))
+            except util.DownloadError as err:
+                print(f'Error: {name}: {err}', file=sys.stderr)
+                status = 1
+        return status
     for entry in FILES.values():
         state = 'cached' if util.find_cached(entry.url) else 'not downloaded'
         print(f'{entry.name:22s} {state:15s} {entry.what}')

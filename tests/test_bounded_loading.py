@@ -160,3 +160,36 @@ def test_stylegan1_conversion_is_bounded_too(fixtures_dir):
     again = legacy.load_network(fixtures_dir / 'networks' / 'sg1_square64.pkl')
     for name, tensor in data['G_ema'].state_dict().items():
         assert torch.equal(tensor, again['G_ema'].state_dict()[name]), name
+
+
+# ----------------------------------------------------------------------------
+# A forbidden global hidden inside embedded tensor bytes is refused, never "retry unsafely".
+
+
+class _System:
+    def __reduce__(self):
+        import os
+        return (os.system, ('echo should-not-run',))
+
+
+class _NestedBytes:
+    def __init__(self, payload):
+        self.payload = payload
+
+    def __reduce__(self):
+        import torch.storage
+        return (torch.storage._load_from_bytes, (self.payload,))
+
+
+def test_a_global_inside_nested_tensor_bytes_is_refused_and_named(tmp_path):
+    import io
+    import pickle
+    buffer = io.BytesIO()
+    torch.save(_System(), buffer)
+    path = tmp_path / 'nested.pkl'
+    path.write_bytes(pickle.dumps({'G_ema': _NestedBytes(buffer.getvalue())}, protocol=4))
+    with pytest.raises(legacy.NetworkFileError) as info:
+        legacy.load_network(path)
+    message = str(info.value)
+    assert 'refused to load' in message and 'system' in message and 'embedded tensor bytes' in message
+    assert 'weights_only' not in message and 'truncated' not in message and '\n' not in message

@@ -133,12 +133,17 @@ def test_published_files_are_fetched_by_name(G, tmp_path, monkeypatch):
     assert direction_root('upper_length', str(tmp_path / 'nowhere')) == root     # once fetched, reused
 
 
-def test_unreadable_latent_file_is_one_line(G, tmp_path):
+@pytest.mark.parametrize('name', ['pivot.pt', 'objects.npz'])
+def test_unreadable_latent_file_is_one_line_naming_it(G, tmp_path, name):
     root = _directions(G, tmp_path / 'dirs')
-    (tmp_path / 'pivot.pt').write_text('not a tensor')
-    result = _run(['--attr_name', 'upper_length', '--real', 'True', '--real_w_path', str(tmp_path / 'pivot.pt'),
+    latent = tmp_path / name
+    if name.endswith('.npz'):
+        np.savez(latent, w=np.array([{'w': 1}], dtype=object))   # an object array: never unpickled
+    else:
+        latent.write_text('not a tensor')
+    result = _run(['--attr_name', 'upper_length', '--real', 'True', '--real_w_path', str(latent),
                    '--directions', str(root), '--outdir', str(tmp_path / 'out')])
     assert result.exit_code == 1 and 'Traceback' not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith('Error: ')]
-    assert len(errors) == 1 and 'not a latent file' in errors[0], result.output
+    assert len(errors) == 1 and errors[0].startswith(f'Error: --real_w_path: {latent}: not a latent file'), result.output
     assert not (tmp_path / 'out').exists()

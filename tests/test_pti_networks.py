@@ -250,3 +250,21 @@ def test_e4e_loads_and_inverts_at_2_to_1(tmp_path):
     torch.save(ckpt, tmp_path / 'broken.pt')
     with pytest.raises(losses.WeightsError, match='missing weight encoder.latlayer2.weight'):
         losses.load_encoder(str(tmp_path / 'broken.pt'), 10)
+
+
+def test_weight_download_failure_is_one_line_and_the_rest_go_on(tmp_path, monkeypatch, capsys):
+    import dataclasses
+    from dnnlib import downloads
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
+    monkeypatch.setattr(downloads, '_sleep', lambda seconds: None)
+    refused = dataclasses.replace(weight_files.FILES['lpips_alex_lin'], url='http://127.0.0.1:9/alex.pth')
+    monkeypatch.setitem(weight_files.FILES, 'lpips_alex_lin', refused)
+    local = tmp_path / 'vgg.pt'
+    local.write_bytes(b'weights')
+    here = dataclasses.replace(weight_files.FILES['vgg16_nvidia'], url=local.as_uri())
+    monkeypatch.setitem(weight_files.FILES, 'vgg16_nvidia', here)
+    assert weight_files.main(['download', 'lpips_alex_lin', 'vgg16_nvidia']) == 1
+    out, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith('Error:')]
+    assert len(errors) == 1 and errors[0].startswith('Error: lpips_alex_lin: ') and 'Traceback' not in err
+    assert out.strip().splitlines() == [str(local)]   # the second file still resolved

@@ -415,6 +415,16 @@ def test_bad_flags_give_one_line_and_no_run_dir(rect_data, tmp_path, extra, word
     assert not outdir.exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks a machine without CUDA')
+def test_upstreams_gpus_8_without_gpus_is_one_line_unless_cpu_is_asked_for(rect_data, tmp_path):
+    outdir = tmp_path / 'runs'
+    one_line_failure(invoke(f'--outdir={outdir} --data={rect_data} --cfg=shhq --gpus=8 --kimg=1'),
+                     '--gpus=8', '--device=cpu')
+    assert not outdir.exists()
+    result = invoke(f'--outdir={outdir} --data={rect_data} --cfg=shhq --gpus=8 --device=cpu --dry-run')
+    assert result.exit_code == 0, result.output
+
+
 def test_missing_and_broken_datasets(tmp_path):
     pytest.importorskip('training.dataset')
     outdir = tmp_path / 'runs'
@@ -582,6 +592,10 @@ def test_devices():
     with pytest.raises(launch.LaunchError, match='CUDA is not available'):
         launch.resolve_device_type('cuda', cuda_available=False)
     launch.check_device_count('cpu', 8, cuda_count=0)  # CPU processes need no GPU.
+    launch.check_cpu_processes_asked_for('cpu', 'cpu', 8)   # --device=cpu: several CPU processes are meant
+    launch.check_cpu_processes_asked_for('auto', 'cpu', 1)
+    with pytest.raises(launch.LaunchError, match='--gpus=8: this machine has no CUDA device.*add --device=cpu'):
+        launch.check_cpu_processes_asked_for('auto', 'cpu', 8)   # upstream's --gpus=8 where no GPU is
     launch.check_device_count('cuda', 2, cuda_count=2)
     with pytest.raises(launch.LaunchError, match='has 2'):
         launch.check_device_count('cuda', 4, cuda_count=2)

@@ -113,6 +113,17 @@ def check_device_count(device_type, processes_here, highest_local_rank=None, cud
                           'lower --gpus (or --nproc-per-node), or use --device=cpu')
 
 
+def check_cpu_processes_asked_for(requested_device, device_type, processes):
+    """Several processes that fell back to the CPU only because no GPU is here: a mistake unless asked for.
+
+    Upstream's command lines say ``--gpus=8``; on a machine without CUDA that would start eight
+    CPU processes on however many cores there are. ``--device=cpu`` says that is meant.
+    """
+    if processes > 1 and device_type == 'cpu' and (requested_device or 'auto').strip().lower() == 'auto':
+        raise LaunchError(f'--gpus={processes}: this machine has no CUDA device; to train with {processes} '
+                          'processes on the CPU anyway, add --device=cpu')
+
+
 def process_device(device_type, local_rank):
     """This process's device: cuda:local_rank, or the CPU."""
     import torch

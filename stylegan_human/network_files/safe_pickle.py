@@ -12,6 +12,7 @@ import copy
 import io
 import os
 import pickle
+import re
 from typing import Any, BinaryIO, Union
 
 import numpy as np
@@ -96,8 +97,13 @@ class TFNetworkRecord:
 
 
 def _load_storage_from_bytes(data):
-    # torch's own helper unpickles these bytes with weights_only=False; we do not.
-    return torch.load(io.BytesIO(data), weights_only=True, map_location='cpu')
+    # torch's own helper unpickles these bytes with weights_only=False; we do not. What torch refuses
+    # here is refused for the whole file (its message would suggest weights_only=False: never).
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True, map_location='cpu')
+    except pickle.UnpicklingError as err:
+        found = re.search(r'GLOBAL ([\w.]+)', str(err))
+        raise RefusedGlobal(f'{found.group(1) if found else "a global"} (inside embedded tensor bytes)') from None
 
 
 def allowed_globals() -> dict:
