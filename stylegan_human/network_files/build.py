@@ -116,14 +116,13 @@ class _AllocationBudget(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
         if func in self._SIZED:
-            size = _requested_size(func, args)
+            size = tuple(kwargs['size']) if 'size' in kwargs else _requested_size(func, args)
             dtype = kwargs.get('dtype') or torch.get_default_dtype()
-            self.used += int(np.prod(size, dtype=np.float64)) * torch.empty([], dtype=dtype).element_size()
+            self.used += int(np.prod(size, dtype=np.float64)) * dtype.itemsize
             if self.used > self.budget:
                 raise self._refusal()
             if func in self._RANDOM:
-                kwargs.pop('generator', None)
-                return torch.empty(size, **kwargs)
+                return torch.empty(size, **{k: v for k, v in kwargs.items() if k not in ('generator', 'size')})
         return func(*args, **kwargs)
 
     def _refusal(self) -> NetworkFileError:
