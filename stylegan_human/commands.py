@@ -148,28 +148,6 @@ def parse_vec2(text: Union[str, Sequence[float]]) -> Tuple[float, float]:
         raise ValueError(f'{text!r} is not two numbers like 0.1,-0.2') from None
 
 
-class RangeType(click.ParamType):
-    """Click option type for seed lists such as ``0-10,15,20-22``."""
-    name = 'range'
-
-    def convert(self, value, param, ctx):
-        try:
-            return parse_range(value)
-        except ValueError as err:
-            self.fail(f'{err}; expected a list like 0-10,15,20-22', param, ctx)
-
-
-class Vec2Type(click.ParamType):
-    """Click option type for two comma-separated floats."""
-    name = 'vec2'
-
-    def convert(self, value, param, ctx):
-        try:
-            return parse_vec2(value)
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
 class ParsedType(click.ParamType):
     """Click option type from a parse function that raises ValueError with a readable message."""
 
@@ -193,8 +171,16 @@ def parse_name_list(text: str) -> List[str]:
     return [item.strip() for item in text.split(',') if item.strip()]
 
 
-SEEDS = RangeType()
-VEC2 = Vec2Type()
+def parse_seeds(text: str) -> List[int]:
+    """:func:`parse_range`, with the expected form in its error (for seed and layer options)."""
+    try:
+        return parse_range(text)
+    except ValueError as err:
+        raise ValueError(f'{err}; expected a list like 0-10,15,20-22') from None
+
+
+SEEDS = ParsedType('range', parse_seeds)
+VEC2 = ParsedType('vec2', parse_vec2)
 NAME_LIST = ParsedType('list', parse_name_list)
 
 
