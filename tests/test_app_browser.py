@@ -88,8 +88,11 @@ def _shown_image(page, selector, previous=None):
 
 def _set_number(page, elem_id, value):
     field = page.locator(f'#{elem_id} input').first
+    field.wait_for(state='visible')
     field.fill(str(value))
     field.press('Tab')
+    playwright_api.expect(field).to_have_value(str(value))
+    page.wait_for_timeout(200)   # let the page hand the new value to its state before a click reads it
 
 
 def test_generated_image_equals_generate_py(page, app_url):
@@ -105,6 +108,7 @@ def test_generated_image_equals_generate_py(page, app_url):
 
 def test_interpolation_strip_equals_rendered_frames(page, app_url):
     page.get_by_role('tab', name='Interpolate').click()
+    page.wait_for_selector('#int-run', state='visible')
     _set_number(page, 'int-a', 3)
     _set_number(page, 'int-b', 5)
     _set_number(page, 'int-steps', 4)
@@ -120,6 +124,8 @@ def test_interpolation_strip_equals_rendered_frames(page, app_url):
 def test_corrupt_network_shows_a_message_in_the_page(page, tmp_path_factory):
     corrupt = tmp_path_factory.mktemp('bad') / 'corrupt.pkl'
     corrupt.write_bytes(b'\x80\x04garbage, not a network')
+    page.get_by_role('tab', name='Generate').click()   # whatever the previous test left open
+    page.wait_for_selector('#gen-run', state='visible')
     field = page.locator('#network textarea, #network input').first
     field.fill(str(corrupt))
     field.press('Tab')
