@@ -84,12 +84,15 @@ def noise_regularization(noise_maps: Iterable[torch.Tensor]) -> Union[torch.Tens
 
 def project_w(G: torch.nn.Module, target: torch.Tensor, features: Callable[[torch.Tensor], torch.Tensor],
               cfg: Optional[ProjectionConfig] = None, seed: int = 0, device: Union[str, torch.device] = 'cpu',
-              progress: Optional[Callable[[int, torch.Tensor], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+              progress: Optional[Callable[[int, torch.Tensor], None]] = None,
+              on_step: Optional[Callable[[int, torch.Tensor], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Project ``target`` ([1, 3, H, W] in [-1, 1], H x W = the generator's size) into W.
 
     features: ``features(images_0_255) -> tensor`` perceptual features
         (NVIDIA's VGG16 in its LPIPS mode; see pti.vgg16_features).
     progress: optional callable ``(step, loss_tensor)`` called every ``cfg.log_every`` steps.
+    on_step: optional callable ``(step, w)`` called after every step with the w reached
+        ([1, 1, w_dim], without the jitter; NVIDIA's projector records these for its video).
     Returns the pivot w+ [1, num_ws, w_dim] (the same w in every layer) and the loss history.
     """
     cfg = cfg or ProjectionConfig()
@@ -128,6 +131,8 @@ def project_w(G: torch.nn.Module, target: torch.Tensor, features: Callable[[torc
             for buf in noise_maps:
                 buf -= buf.mean()
                 buf *= buf.square().mean().rsqrt()
+        if on_step is not None:
+            on_step(step + 1, w_opt.detach().clone())
         if progress is not None and (step + 1) % cfg.log_every == 0:
             progress(step + 1, losses[step])
     return w_opt.detach().repeat([1, G.num_ws, 1]), losses.detach()

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from typing import Any, Iterable, Union
+from typing import Any, Iterable, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -73,11 +73,16 @@ class LatentStream:
             for name, dtype in self._FIELDS:
                 header = {'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)), 'fortran_order': False,
                           'shape': (self.count, *self._shapes[name])}
-                with archive.open(f'{name}.npy', 'w', force_zip64=True) as member:
+                with archive.open(_member_info(name), 'w', force_zip64=True) as member:
                     np.lib.format.write_array_header_2_0(member, header)
                     size = self.count * int(np.prod(self._shapes[name], dtype=np.int64)) * np.dtype(dtype).itemsize
                     with open(os.path.join(self._scratch, name), 'rb') as source:
                         _copy_bytes(source, member, size)
+
+
+def _member_info(name: str) -> zipfile.ZipInfo:
+    # A fixed date makes the same latents give the same file bytes (np.savez stamps the clock).
+    return zipfile.ZipInfo(f'{name}.npy', date_time=(1980, 1, 1, 0, 0, 0))
 
 
 def _copy_bytes(source, target, size: int, chunk: int = 1 << 20) -> None:
@@ -90,23 +95,94 @@ def _copy_bytes(source, target, size: int, chunk: int = 1 << 20) -> None:
         size -= len(data)
 
 
-def load_latent(path: PathLike, G: torch.nn.Module, device: Union[str, torch.device] = 'cpu') -> torch.Tensor:
-    """A w [1, 1, w_dim] or w+ [1, num_ws, w_dim] code for ``G`` from a PTI pivot (.pt) or a
-    latents.npz (its first ``w``). Anything else raises one line naming the file."""
+def _read_w(path: PathLike) -> Any:
+    """The w array of a latent file: an .npz's ``w`` (ours, NVIDIA's projected_w.npz) or a tensor file."""
     try:
         if str(path).endswith('.npz'):
             with np.load(path) as data:
                 if 'w' not in data:
                     raise FileFormatError(f'{path}: no "w" array in this .npz')
-                w = torch.from_numpy(np.asarray(data['w'][:1] if data['w'].ndim == 3 else data['w'][None]))
-        else:
-            w = torch.load(path, map_location='cpu', weights_only=True)
+                return torch.from_numpy(np.asarray(data['w']))
+        return torch.load(path, map_location='cpu', weights_only=True)
     except FileFormatError:
         raise
     except Exception as err:  # missing file, pickle, zip and tensor errors alike: not a latent file
         raise FileFormatError(f'{path}: not a latent file ({type(err).__name__}: {err})'.splitlines()[0]) from None
+
+
+def load_latents(path: PathLike, G: torch.nn.Module, device: Union[str, torch.device] = 'cpu') -> torch.Tensor:
+    """Every code in a latent file as w+ [N, num_ws, w_dim] for ``G``.
+
+    Reads NVIDIA's ``projected_w.npz`` and our ``latents.npz`` (``w`` [N, num_ws, w_dim]),
+    PTI pivots (.pt, [1, num_ws, w_dim]) and single codes ([num_ws, w_dim]); a w given for
+    one layer ([N, 1, w_dim]) is used for all. Anything else raises one line naming the file.
+    """
+    w = _read_w(path)
+    if isinstance(w, torch.Tensor) and w.ndim == 2:
+        w = w[None]
+    if not isinstance(w, torch.Tensor) or w.ndim != 3 or w.shape[0] < 1 or w.shape[2] != G.w_dim \
+            or w.shape[1] not in (1, G.num_ws) or not w.is_floating_point():
+        shape = list(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+        raise FileFormatError(f'{path}: latents of shape {shape}; this network takes [N, {G.num_ws}, {G.w_dim}]')
+    return w.to(device, torch.float32).expand(-1, G.num_ws, -1).contiguous()
+
+
+def load_latent(path: PathLike, G: torch.nn.Module, device: Union[str, torch.device] = 'cpu') -> torch.Tensor:
+    """A w [1, 1, w_dim] or w+ [1, num_ws, w_dim] code for ``G`` from a PTI pivot (.pt) or a
+    latents.npz (its first ``w``). Anything else raises one line naming the file."""
+    w = _read_w(path)
+    if str(path).endswith('.npz') and isinstance(w, torch.Tensor):
+        w = w[:1] if w.ndim == 3 else w[None]
     if not isinstance(w, torch.Tensor) or w.ndim != 3 or w.shape[0] != 1 or w.shape[2] != G.w_dim \
             or w.shape[1] not in (1, G.num_ws):
         shape = list(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
         raise FileFormatError(f'{path}: latent of shape {shape}; this network takes [1, {G.num_ws}, {G.w_dim}]')
     return w.to(device, torch.float32)
+
+
+def merge_latent_files(parts: Sequence[PathLike], path: PathLike) -> None:
+    """Concatenate latents.npz files (seed, z, w) in order into ``path``, atomically and with flat
+    memory: the arrays' bytes are streamed from each part. Parts with no file are skipped."""
+    parts = [os.fspath(p) for p in parts if os.path.isfile(p)]
+    if not parts:
+        return
+    shapes = {}
+    for part in parts:
+        with zipfile.ZipFile(part) as archive:
+            for name, dtype in LatentStream._FIELDS:
+                shape, _ = _member_header(archive, name, dtype, part)
+                count, rest = shape[0], shape[1:]
+                if shapes.setdefault(name, [0, rest])[1] != rest:
+                    raise InputError(f'{part}: {name} of shape {list(rest)}, the others {list(shapes[name][1])}')
+                shapes[name][0] += count
+
+    def write(f):
+        with zipfile.ZipFile(f, 'w', allowZip64=True) as out:
+            for name, dtype in LatentStream._FIELDS:
+                count, rest = shapes[name]
+                header = {'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)), 'fortran_order': False,
+                          'shape': (count, *rest)}
+                with out.open(_member_info(name), 'w', force_zip64=True) as member:
+                    np.lib.format.write_array_header_2_0(member, header)
+                    for part in parts:
+                        with zipfile.ZipFile(part) as archive:
+                            shape, source = _member_header(archive, name, dtype, part)
+                            with source:
+                                size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                                _copy_bytes(source, member, size)
+    atomic_write(path, write)
+
+
+def _member_header(archive: zipfile.ZipFile, name: str, dtype: Any, part: str) -> Tuple[tuple, Any]:
+    """(shape, open member positioned at its data) of ``name.npy``, checked against ``dtype``."""
+    try:
+        member = archive.open(f'{name}.npy')
+        major, _ = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, found = read_header(member)
+    except (KeyError, ValueError) as err:
+        raise FileFormatError(f'{part}: not a latents file ({err})') from None
+    if fortran or np.dtype(found) != np.dtype(dtype):
+        member.close()
+        raise FileFormatError(f'{part}: {name} is {found}, expected {np.dtype(dtype)}')
+    return shape, member
