@@ -36,13 +36,21 @@ def _free_port():
 
 
 @pytest.fixture(scope='module')
-def app_url():
+def served_dir(tmp_path_factory):
+    """The folder the app serves (--network-dir)."""
+    return tmp_path_factory.mktemp('served')
+
+
+@pytest.fixture(scope='module')
+def app_url(served_dir, tmp_path_factory):
     from conftest import FIXTURES
     port = _free_port()
     network = str(FIXTURES / 'networks' / 'sg2_rect64.pkl')
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'app.py'), '--network', network, '--port', str(port),
-                             '--device', 'cpu'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=ROOT)
+    log_path = tmp_path_factory.mktemp('log') / 'app.log'
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'app.py'), '--network', network, '--port',
+                                 str(port), '--device', 'cpu', '--network-dir', str(served_dir)],
+                                stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     url = f'http://127.0.0.1:{port}/'
     deadline = time.time() + 120
     while True:
@@ -52,9 +60,9 @@ def app_url():
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                pytest.fail('app did not start: ' + proc.stdout.read()[-2000:])
+                pytest.fail('app did not start: ' + log_path.read_text()[-2000:])
             time.sleep(0.5)
-    yield url, network
+    yield url, network, log_path
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -121,19 +129,46 @@ def test_interpolation_strip_equals_rendered_frames(page, app_url):
     page.get_by_role('tab', name='Generate').click()
 
 
-def test_corrupt_network_shows_a_message_in_the_page(page, tmp_path_factory):
-    corrupt = tmp_path_factory.mktemp('bad') / 'corrupt.pkl'
-    corrupt.write_bytes(b'\x80\x04garbage, not a network')
+def test_the_app_says_where_it_listens_and_no_share_hint(app_url):
+    output = app_url[2].read_text()
+    assert f'Running on {app_url[0]}' in output.replace('localhost', '127.0.0.1')
+    assert 'share=True' not in output and 'public link' not in output
+
+
+def test_a_too_large_request_shows_the_limit_in_the_page(page):
+    page.get_by_role('tab', name='Style mixing').click()
+    page.wait_for_selector('#mix-run', state='visible')
+    field = page.locator('#mix-rows textarea, #mix-rows input').first
+    field.fill('1-100000')
+    field.press('Tab')
+    page.click('#mix-run')
+    page.get_by_text('at most 8 row seeds', exact=False).last.wait_for(timeout=60000)
+    text = page.locator('body').inner_text()
+    assert 'Style mixing: at most 8 row seeds (got 100000)' in text
+    assert 'Traceback' not in text
+    page.get_by_role('tab', name='Generate').click()
+
+
+def _network_error(page, spec):
+    """The page's message after generating with ``spec`` in the network field."""
     page.get_by_role('tab', name='Generate').click()   # whatever the previous test left open
     page.wait_for_selector('#gen-run', state='visible')
     field = page.locator('#network textarea, #network input').first
-    field.fill(str(corrupt))
+    field.fill(spec)
     field.press('Tab')
     page.click('#gen-run')
-    message = page.get_by_text('corrupt.pkl', exact=False).last
+    message = page.get_by_text(f'Network {spec}:', exact=False).last
     message.wait_for(timeout=60000)
-    text = page.locator('body').inner_text()
+    return message.inner_text()
+
+
+def test_corrupt_network_shows_a_message_in_the_page(page, served_dir):
+    corrupt = served_dir / 'corrupt.pkl'
+    corrupt.write_bytes(b'\x80\x04garbage, not a network')
+    text = _network_error(page, str(corrupt))
     if os.environ.get('APP_SCREENSHOT'):
         page.screenshot(path=os.environ['APP_SCREENSHOT'], full_page=True)
-    assert 'Traceback' not in text
-    assert f'Network {corrupt}:' in text          # the loader's one-line reason, shown in the page
+    assert 'Traceback' not in page.locator('body').inner_text()
+    assert 'not a valid network pickle' in text      # the loader's one-line reason, shown in the page
+    outside = _network_error(page, '/etc/passwd')
+    assert 'not a model-zoo name' in outside and 'pickle' not in outside   # nothing told about the file
