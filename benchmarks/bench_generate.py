@@ -12,7 +12,8 @@ mapping layers, channel_base 32768 (65536 for StyleGAN3-R), channel_max 512
 and at a batch of 4, and reports its peak RSS. The fast rows also keep freed memory
 for reuse (torch_utils/allocator.py), as the scripts do. The table gives seconds per image,
 roofline efficiency (the reference forward's FLOPs / this machine's fp32 GEMM rate
-/ time), the speed-up over the reference path, and max |fast - reference| of the
+/ time; the rate of 4096x4096 products, measured right before and after each timed
+run, the better of the two), the speed-up over the reference path, and max |fast - reference| of the
 raw output. Also the cold start, as a user meets it: `python generate.py --seeds 0`
 from start to exit, on a pickle in the published layout (a training snapshot: G, D
 and G_ema) vs the same G_ema exported to .safetensors; the loading step alone; and
@@ -34,6 +35,8 @@ import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+import machine  # noqa: E402
 
 NETWORKS = {
     'sg2_1024': dict(version=2, img_resolution=1024, channel_base=32768, channel_max=512),
@@ -56,14 +59,6 @@ def build(spec, seed=0):
     dims = 512 if spec['img_resolution'] >= 256 else 64
     return module.Generator(z_dim=dims, c_dim=0, w_dim=dims, img_channels=3, square=False,
                             mapping_kwargs=dict(num_layers=8), num_fp16_res=4, conv_clamp=256, **spec).eval()
-
-
-def gemm_rate(size=2048, reps=5):
-    """Best fp32 matrix-product rate of this machine, FLOP/s."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = min(_time(lambda: a @ b) for _ in range(reps))
-    return 2 * size ** 3 / best
 
 
 def _time(fn):
@@ -185,26 +180,29 @@ def main(only, reps, batch, quick, cold_reps, out_json):
     networks = QUICK if quick else NETWORKS
     if only:
         networks = {k: v for k, v in networks.items() if k in only.split(',')}
-    rate = gemm_rate()
-    print(f'fp32 GEMM: {rate / 1e9:.1f} GFLOP/s, {torch.get_num_threads()} threads')
+    print(machine.describe())
     print(f'{"network":10} {"batch":>5} {"GFLOP":>7} {"ref s/img":>10} {"fast s/img":>11} {"speed-up":>9} '
-          f'{"roofline":>9} {"ref MB":>7} {"fast MB":>8} {"max diff":>9}')
+          f'{"roofline":>9} {"ref MB":>7} {"fast MB":>8} {"max diff":>9}  GEMM around the fast run')
     rows = []
+    busy = False
     with tempfile.TemporaryDirectory() as workdir:
         for name, spec in networks.items():
             flops = reference_flops(build(spec))
             for b in (1, batch):
                 ref, ref_out = run_child(name, spec, 'ref', b, reps, workdir)
-                fast, fast_out = run_child(name, spec, 'fast', b, reps, workdir)
+                with machine.roofline(with_bf16=False) as limit:
+                    fast, fast_out = run_child(name, spec, 'fast', b, reps, workdir)
+                busy = busy or limit.busy
                 row = dict(network=name, batch=b, gflop=flops / 1e9, ref=ref['seconds_per_image'],
                            fast=fast['seconds_per_image'], ref_mb=ref['peak_mb'], fast_mb=fast['peak_mb'],
-                           max_diff=float(np.abs(fast_out - ref_out).max()))
+                           max_diff=float(np.abs(fast_out - ref_out).max()), gemm_gflops=limit.fp32 / 1e9,
+                           busy=limit.busy)
                 row['speedup'] = row['ref'] / row['fast']
-                row['roofline'] = flops / rate / row['fast']
+                row['roofline'] = flops / limit.fp32 / row['fast']
                 rows.append(row)
                 print(f'{name:10} {b:5d} {row["gflop"]:7.1f} {row["ref"]:10.2f} {row["fast"]:11.2f} '
                       f'{row["speedup"]:8.2f}x {100 * row["roofline"]:8.0f}% {row["ref_mb"]:7.0f} '
-                      f'{row["fast_mb"]:8.0f} {row["max_diff"]:9.1e}')
+                      f'{row["fast_mb"]:8.0f} {row["max_diff"]:9.1e}  {limit.summary()}')
         first = next(iter(networks.values()))
         starts = cold_start(first, workdir, cold_reps)
         print(f'cold start to the first image, generate.py ({next(iter(networks))}): '
@@ -215,7 +213,7 @@ def main(only, reps, batch, quick, cold_reps, out_json):
               f'starting Python + importing torch, paid by both: {starts["import_torch"]:.2f} s')
     if out_json:
         with open(out_json, 'w') as f:
-            json.dump({'gemm_gflops': rate / 1e9, 'rows': rows, 'cold_start': starts}, f, indent=1)
+            json.dump({'machine': machine.describe(), 'busy': busy, 'rows': rows, 'cold_start': starts}, f, indent=1)
 
 
 if __name__ == '__main__':
