@@ -1,23 +1,28 @@
-"""Downloads: ``open_url`` with a verified on-disk cache, resumable transfers and Google Drive's confirm pages.
+"""Downloads: ``open_url`` with a verified on-disk cache, resumable transfers and Google Drive's
+confirm pages (read by :mod:`dnnlib.gdrive`); a caller's ``url_check`` policy sees every URL first.
 
 ``dnnlib.util`` re-exports the public names (``open_url``, ``is_url``, ``find_cached``,
-``DownloadError``), so code written for NVIDIA's ``dnnlib.util.open_url`` keeps working.
+``DownloadError``, ``OfflineError``), so code written for NVIDIA's ``dnnlib.util.open_url``
+keeps working. Files on the Hugging Face Hub have their own path, :mod:`dnnlib.hf_hub`.
 """
 
 import glob
 import hashlib
-import html.parser
 import io
 import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import urllib.parse
+from typing import Callable, Optional
 
-from dnnlib import errors
+from dnnlib import errors, gdrive
+
+UrlCheck = Callable[[str], None]   # a policy: raises to refuse a URL before it is requested
 
 
 def make_cache_dir_path(*paths):
@@ -47,6 +52,7 @@ _CHUNK = 1 << 20            # bytes per read when hashing files
 _STREAM_CHUNK = 1 << 16     # bytes per network read (what a dropped connection may lose)
 _MAX_CONNECT_TRIES = 2      # connection failures (offline, refused) are rarely transient
 _MAX_CONFIRM_HOPS = 3       # Google Drive confirmation pages followed per attempt
+_MAX_REDIRECTS = 20         # HTTP redirects followed per request
 _HTML_PEEK = 1 << 20        # how much of an HTML answer is read to look for a confirm step
 _sleep = time.sleep         # tests may replace this to skip back-off delays
 
@@ -65,6 +71,21 @@ class DownloadError(errors.DownloadError):
 
     def __reduce__(self):  # Picklable (e.g. across worker processes) despite the two-argument init.
         return (DownloadError, (self.url, self.reason))
+
+
+class OfflineError(DownloadError):
+    """The host's name could not be resolved: this machine is most likely offline.
+
+    Final: never retried, and callers with several mirrors stop at the first one
+    (``err.host`` is the name that failed).
+    """
+
+    def __init__(self, url, reason, host=''):
+        self.host = host
+        super().__init__(url, reason)
+
+    def __reduce__(self):
+        return (OfflineError, (self.url, self.reason, self.host))
 
 
 def is_url(obj, allow_file_urls=False):
@@ -103,7 +124,8 @@ def _file_url_to_path(url):
     return path
 
 
-def _sha256_of(path):
+def file_sha256(path) -> str:
+    """The sha256 hex digest of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(_CHUNK), b''):
@@ -118,7 +140,7 @@ def _check_local(path, label, expected_size, sha256):
         if size != expected_size:
             raise DownloadError(label, f'file {path} has {size} bytes, expected {expected_size}')
     if sha256 is not None:
-        actual = _sha256_of(path)
+        actual = file_sha256(path)
         if actual != sha256.lower():
             raise DownloadError(label, f'sha256 mismatch for {path} (expected {sha256.lower()}, got {actual})')
 
@@ -176,7 +198,7 @@ def _valid_cached(paths, path, expected_size, sha256):
     if sha256 is not None:
         digest = paths.read_marker(path)
         if digest is None:
-            digest = _sha256_of(path)
+            digest = file_sha256(path)
             paths.write_marker(path, digest)
         if digest != sha256.lower():
             return False
@@ -228,65 +250,6 @@ class _Lock:
             self.fd = None
 
 
-class _PageScan(html.parser.HTMLParser):
-    """Collects forms (action, hidden fields) and link targets from an HTML page."""
-
-    def __init__(self):
-        super().__init__()
-        self.forms = []
-        self.links = []
-        self._form = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = {k: (v or '') for k, v in attrs}
-        if tag == 'form':
-            self._form = dict(id=attrs.get('id', ''), action=attrs.get('action', ''), fields=[])
-            self.forms.append(self._form)
-        elif tag == 'input' and self._form is not None and attrs.get('name'):
-            if attrs.get('type', 'text').lower() == 'hidden':
-                self._form['fields'].append((attrs['name'], attrs.get('value', '')))
-        elif tag == 'a' and attrs.get('href'):
-            self.links.append(attrs['href'])
-
-    def handle_endtag(self, tag):
-        if tag == 'form':
-            self._form = None
-
-
-def _with_query(url, extra):
-    """``url`` with the query parameters in ``extra`` (a list of pairs) set or replaced."""
-    parts = urllib.parse.urlsplit(url)
-    names = {k for k, _ in extra}
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in names]
-    query += list(extra)
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
-def _drive_confirm_url(current, text, cookies):
-    """Where to go after a Google Drive 'virus scan warning' page, or None if this is not one."""
-    scan = _PageScan()
-    try:
-        scan.feed(text)
-        scan.close()
-    except Exception:  # A malformed page still gets the cookie and regex checks below.
-        pass
-    for form in scan.forms:
-        names = {k for k, _ in form['fields']}
-        if form['id'] == 'download-form' or 'confirm' in names:
-            action = urllib.parse.urljoin(current, form['action'] or current)
-            return _with_query(action, form['fields'])
-    for href in scan.links:
-        if 'confirm=' in href:
-            return urllib.parse.urljoin(current, href)
-    for name, value in cookies.items():
-        if name.startswith('download_warning'):
-            return _with_query(current, [('confirm', value)])
-    match = re.search(r'confirm=([0-9A-Za-z_-]+)', text)
-    if match:
-        return _with_query(current, [('confirm', match.group(1))])
-    return None
-
-
 def _filename_from(response, url):
     disposition = response.headers.get('Content-Disposition', '')
     match = re.search(r"filename\*\s*=\s*[^']*'[^']*'([^;]+)", disposition)
@@ -297,6 +260,21 @@ def _filename_from(response, url):
         return os.path.basename(match.group(1))
     name = os.path.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
     return name or 'download'
+
+
+def is_name_resolution_failure(err: BaseException) -> bool:
+    """Whether ``err`` (from requests, urllib3, httpx, ...) comes down to a failed DNS lookup."""
+    seen = set()
+    pending = [err]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen or not isinstance(current, BaseException):
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror) or type(current).__name__ == 'NameResolutionError':
+            return True
+        pending += [current.__cause__, current.__context__, getattr(current, 'reason', None), *current.args]
+    return False
 
 
 def _connect_reason(err):
@@ -339,10 +317,32 @@ class _Hop(Exception):
         self.url = url
 
 
+class _UrlChecker:
+    """Asks the caller's ``url_check`` about each URL once, before it is first requested.
+
+    What the policy raises is remembered, so that no handler of ours wraps it on the way out.
+    """
+
+    def __init__(self, url_check):
+        self.url_check = url_check
+        self.approved = set()
+        self.refusal = None
+
+    def __call__(self, url):
+        if self.url_check is None or url in self.approved:
+            return
+        try:
+            self.url_check(url)
+        except Exception as err:
+            self.refusal = err
+            raise
+        self.approved.add(url)
+
+
 class _Downloader:
     """Fetches one URL into ``paths.part`` with retries, resume and verification."""
 
-    def __init__(self, url, paths, session, verbose, expected_size, sha256):
+    def __init__(self, url, paths, session, verbose, expected_size, sha256, check):
         self.url = url
         self.paths = paths
         self.session = session
@@ -350,6 +350,8 @@ class _Downloader:
         self.expected_size = expected_size
         self.sha256 = sha256.lower() if sha256 else None
         self.target = url
+        self.check = check
+        self.announced = False
 
     def _log(self, message):
         if self.verbose:
@@ -400,8 +402,6 @@ class _Downloader:
                 _sleep(min(0.5 * 2 ** (attempts - 1), 8.0))
 
     def _attempt(self):
-        import requests
-
         offset, meta = self._part_offset()
         headers = {'Accept-Encoding': 'identity'}  # Byte counts must match Content-Length / Range.
         if offset > 0:
@@ -411,19 +411,34 @@ class _Downloader:
                 headers['If-Range'] = etag
             elif meta.get('last_modified'):
                 headers['If-Range'] = meta['last_modified']
-        try:
-            response = self.session.get(self.target, headers=headers, stream=True,
-                                        timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT))
-        except requests.exceptions.ConnectionError as err:
-            raise _Retry(_connect_reason(err), 'connect') from None
-        except requests.exceptions.Timeout:
-            raise _Retry('the server did not answer in time', 'server') from None
-        except requests.exceptions.TooManyRedirects:
-            raise DownloadError(self.url, 'too many redirects') from None
-        except requests.exceptions.RequestException as err:
-            raise DownloadError(self.url, f'invalid request ({type(err).__name__}: {err})') from None
+        response = self._request(self.target, headers)
         with response:
             return self._receive(response, offset, meta)
+
+    def _request(self, url, headers):
+        """GET ``url``, following redirects here so that ``check`` sees every address before it is asked."""
+        import requests
+
+        for _ in range(_MAX_REDIRECTS + 1):
+            self.check(url)
+            try:
+                response = self.session.get(url, headers=headers, stream=True, allow_redirects=False,
+                                            timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT))
+            except requests.exceptions.ConnectionError as err:
+                if is_name_resolution_failure(err):  # Offline: retrying (or waiting) will not help.
+                    host = urllib.parse.urlsplit(url).hostname or url
+                    raise OfflineError(self.url, f'no network (cannot resolve host {host})', host=host) from None
+                raise _Retry(_connect_reason(err), 'connect') from None
+            except requests.exceptions.Timeout:
+                raise _Retry('the server did not answer in time', 'server') from None
+            except requests.exceptions.RequestException as err:
+                raise DownloadError(self.url, f'invalid request ({type(err).__name__}: {err})') from None
+            location = self.session.get_redirect_target(response)
+            if location is None:
+                return response
+            response.close()
+            url = urllib.parse.urljoin(response.url or url, location)
+        raise DownloadError(self.url, 'too many redirects')
 
     def _receive(self, response, offset, meta):
         network_errors = _network_errors()
@@ -446,16 +461,15 @@ class _Downloader:
             except network_errors:
                 raise _Retry('connection lost while reading the server\'s answer', 'server') from None
             text = first.decode('utf-8', errors='replace')
-            host = urllib.parse.urlsplit(response.url or self.target).netloc.lower()
-            from_drive = 'google' in host or 'Google Drive' in text
-            if from_drive:
-                if 'quota exceeded' in text.lower() or 'too many users' in text.lower():
-                    raise DownloadError(self.url, 'Google Drive download quota exceeded; try again later or use another source')
-                next_url = _drive_confirm_url(response.url or self.target, text, response.cookies)
-                if next_url is not None and next_url != self.target:
-                    raise _Hop(next_url)
-                raise DownloadError(self.url, 'Google Drive returned a web page instead of the file '
-                                              '(not shared publicly, or the page format changed)')
+            page_url = response.url or self.target
+            if gdrive.is_drive_page(page_url, text):
+                try:
+                    next_url = gdrive.next_url(page_url, text)
+                except gdrive.DrivePageError as err:
+                    raise DownloadError(self.url, str(err)) from None
+                if next_url == self.target:
+                    raise DownloadError(self.url, 'Google Drive kept answering with a confirmation page')
+                raise _Hop(next_url)
 
         total = None
         if status == 206:
@@ -497,6 +511,9 @@ class _Downloader:
                     digest.update(block)
 
         from tqdm import tqdm
+        if not self.announced:  # Said only once a server answers, so that an offline failure is one line.
+            self._log(f'Downloading {self.url}')
+            self.announced = True
         written = offset
         bar = tqdm(total=total, initial=offset, unit='B', unit_scale=True, unit_divisor=1024,
                    desc=name, file=sys.stderr, disable=not self.verbose, leave=True, dynamic_ncols=True)
@@ -556,23 +573,23 @@ def _prepend(first, chunks):
     yield from chunks
 
 
-def _download_into(url, cache_dir, num_attempts, verbose, expected_size, sha256):
+def _download_into(url, cache_dir, num_attempts, verbose, expected_size, sha256, check):
     """Download ``url`` into ``cache_dir`` and return the finished file's path."""
     paths = _CachePaths(cache_dir, url)
     try:
         os.makedirs(cache_dir, exist_ok=True)
-        return _download_locked(url, paths, num_attempts, verbose, expected_size, sha256)
+        return _download_locked(url, paths, num_attempts, verbose, expected_size, sha256, check)
     except DownloadError:
         raise
     except OSError as err:
-        if isinstance(err, (ConnectionError, TimeoutError)):
+        if isinstance(err, (ConnectionError, TimeoutError)) or err is check.refusal:
             raise
         # Not the network's fault: an unwritable cache folder, a full disk, ...
         where = err.filename or cache_dir
         raise DownloadError(url, f'cannot write {where} ({err.strerror or err})') from None
 
 
-def _download_locked(url, paths, num_attempts, verbose, expected_size, sha256):
+def _download_locked(url, paths, num_attempts, verbose, expected_size, sha256, check):
     import requests
 
     with _Lock(paths.lock):
@@ -580,10 +597,9 @@ def _download_locked(url, paths, num_attempts, verbose, expected_size, sha256):
         done = _lookup_cache(paths, expected_size, sha256, verbose)
         if done is not None:
             return done
-        if verbose:
-            print(f'Downloading {url}', file=sys.stderr, flush=True)
         with requests.Session() as session:
-            name, digest = _Downloader(url, paths, session, verbose, expected_size, sha256).run(num_attempts)
+            downloader = _Downloader(url, paths, session, verbose, expected_size, sha256, check)
+            name, digest = downloader.run(num_attempts)
         final = paths.final(name)
         os.replace(paths.part, final)
         if os.path.exists(paths.meta):
@@ -594,7 +610,7 @@ def _download_locked(url, paths, num_attempts, verbose, expected_size, sha256):
 
 
 def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename=False, cache=True,
-             expected_size=None, sha256=None):
+             expected_size=None, sha256=None, url_check: Optional[UrlCheck] = None):
     """Open a URL or a local file as a binary file object, downloading and caching as needed.
 
     ``url`` may be an ``http(s)://`` URL, a ``file://`` URL, or a plain local path (the
@@ -611,7 +627,13 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
     these are given; resume an interrupted transfer with an HTTP Range request when the
     server allows it (otherwise they start over); and step through Google Drive's
     "cannot scan this file for viruses" confirmation page. Transient failures are
-    retried up to ``num_attempts`` times in all.
+    retried up to ``num_attempts`` times in all; a host name that cannot be resolved
+    is not retried (:class:`OfflineError`).
+
+    ``url_check``, when given, is a policy called with every URL before it is requested:
+    ``url`` itself (also when a cached copy answers, and for ``file://`` URLs), each
+    redirect target and each Google Drive confirmation step. Whatever it raises
+    propagates unchanged (not wrapped, not retried) and nothing more is requested.
 
     Raises :class:`DownloadError` (one-line message) when the download fails, and
     ``FileNotFoundError`` for a missing local file.
@@ -621,9 +643,12 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
     if return_filename and not cache:
         raise ValueError('return_filename=True needs cache=True')
     url = os.fspath(url)
-
-    if not re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]*://', url) or url.lower().startswith('file://'):
-        path = _file_url_to_path(url) if url.lower().startswith('file://') else url
+    check = _UrlChecker(url_check)
+    has_scheme = re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]*://', url) is not None
+    if has_scheme:
+        check(url)
+    if not has_scheme or url.lower().startswith('file://'):
+        path = _file_url_to_path(url) if has_scheme else url
         if not os.path.isfile(path):
             raise FileNotFoundError(f'{path}: file not found')
         if expected_size is not None or sha256 is not None:
@@ -640,12 +665,12 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
             hit = _lookup_cache(_CachePaths(cache_dir, url), expected_size, sha256, verbose)
             if hit is not None:
                 return hit if return_filename else open(hit, 'rb')
-        path = _download_into(url, cache_dir, num_attempts, verbose, expected_size, sha256)
+        path = _download_into(url, cache_dir, num_attempts, verbose, expected_size, sha256, check)
         return path if return_filename else open(path, 'rb')
 
     scratch = tempfile.mkdtemp(prefix='dnnlib-download-')
     try:
-        path = _download_into(url, scratch, num_attempts, verbose, expected_size, sha256)
+        path = _download_into(url, scratch, num_attempts, verbose, expected_size, sha256, check)
         with open(path, 'rb') as f:
             return io.BytesIO(f.read())
     finally:

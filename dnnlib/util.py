@@ -5,7 +5,8 @@ URL opening and downloads live in :mod:`dnnlib.downloads`; their public names ar
 """
 
 # Downloads have a module of their own; their public names, and the cache folder, are dnnlib.util's too.
-from dnnlib.downloads import DownloadError, find_cached, is_url, make_cache_dir_path, open_url  # noqa: F401
+from dnnlib.downloads import (DownloadError, OfflineError, find_cached, is_url, make_cache_dir_path,  # noqa: F401
+                              open_url)
 
 
 class EasyDict(dict):

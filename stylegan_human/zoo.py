@@ -7,11 +7,14 @@
     path = zoo.resolve_network('stylegan_human_v2_1024')   # downloads once, then cached
     zoo.list_models()                                      # ['stylegan_human_v1_1024', ...]
 
-A name is downloaded through :func:`dnnlib.util.open_url` (cache, progress bar,
-resume, size and sha256 checks), trying its sources in order: Hugging Face mirrors
-first (plain HTTP), then the authors' Google Drive files. Once one source has
-succeeded the file lives in the download cache (``$DNNLIB_CACHE_DIR/downloads`` or
-``~/.cache/dnnlib/downloads``) and later calls use it without touching the network.
+A name's sources are tried in order: the Hugging Face Hub mirrors first, through
+``huggingface_hub`` (:mod:`dnnlib.hf_hub`: its cache, ``HF_HOME``, ``HF_ENDPOINT``,
+``HF_HUB_OFFLINE``), then the authors' Google Drive files through
+:func:`dnnlib.util.open_url` (download cache ``$DNNLIB_CACHE_DIR/downloads`` or
+``~/.cache/dnnlib/downloads``, resume). Every file is checked against the entry's size
+and sha256; a verified copy already in either cache is used without touching the
+network. A host name that does not resolve ends the attempt at once (the machine is
+offline): one line, no retries, no further mirrors.
 
 Other sources can be used without editing the table:
 
@@ -31,7 +34,7 @@ import sys
 import urllib.parse
 from typing import List, Optional, Sequence, Tuple, Union
 
-from dnnlib import util
+from dnnlib import hf_hub, util
 
 ENV_URL_BASE = 'STYLEGAN_HUMAN_ZOO_URL_BASE'
 
@@ -234,6 +237,54 @@ def _one_line(text):
     return ' '.join(str(text).split())
 
 
+def _needs_network(source):
+    return '://' in source and not source.lower().startswith('file://')
+
+
+def _hub_cache_dir(cache_dir):
+    """Hub files go to Hugging Face's cache (HF_HOME), or beside the others when a cache folder is named."""
+    return None if cache_dir is None else os.path.join(os.fspath(cache_dir), 'huggingface')
+
+
+def _memo_dir(cache_dir):
+    """Where the sha256 of a verified Hub file is remembered (None: the default download cache)."""
+    return None if cache_dir is None else os.fspath(cache_dir)
+
+
+def _cached_copy(entry, candidates, cache_dir):
+    """A verified copy of the model from any source, already on disk; never uses the network."""
+    for source in candidates:
+        if _needs_network(source):
+            hit = util.find_cached(source, cache_dir=cache_dir, expected_size=entry.size, sha256=entry.sha256)
+            if hit is not None:
+                return hit
+    for source in candidates:
+        hub_file = _hub_file(source)
+        if hub_file is not None:
+            hit = hf_hub.find_in_hub_cache(hub_file, cache_dir=_hub_cache_dir(cache_dir), expected_size=entry.size,
+                                           sha256=entry.sha256, memo_dir=_memo_dir(cache_dir))
+            if hit is not None:
+                return hit
+    return None
+
+
+def _hub_file(source):
+    """The Hub file a source names, when huggingface_hub can fetch it (else it is a plain URL)."""
+    hub_file = hf_hub.parse_hub_url(source)
+    return hub_file if hub_file is not None and hf_hub.available() else None
+
+
+def _fetch(entry, source, cache_dir, verbose, num_attempts):
+    """Download one source: Hub files through huggingface_hub, anything else through open_url."""
+    hub_file = _hub_file(source)
+    if hub_file is not None:
+        return hf_hub.hub_download(hub_file, expected_size=entry.size, sha256=entry.sha256,
+                                   cache_dir=_hub_cache_dir(cache_dir), verbose=verbose,
+                                   memo_dir=_memo_dir(cache_dir))
+    return util.open_url(source, cache_dir=cache_dir, num_attempts=num_attempts, verbose=verbose,
+                         return_filename=True, expected_size=entry.size, sha256=entry.sha256)
+
+
 def download_model(name: Union[str, os.PathLike], cache_dir: Optional[Union[str, os.PathLike]] = None,
                    verbose: bool = True, sources: Optional[Sequence[Union[str, os.PathLike]]] = None,
                    num_attempts: int = 10) -> str:
@@ -241,22 +292,28 @@ def download_model(name: Union[str, os.PathLike], cache_dir: Optional[Union[str,
 
     A copy already in the cache from any of the sources is used without network
     access if it has the expected size and sha256. Otherwise the sources are tried
-    in order; each download is checked against the entry's size and sha256.
+    in order; each download is checked against the entry's size and sha256. When a
+    host name cannot be resolved the machine is taken to be offline: the remaining
+    network sources are skipped and the error says so in one line.
     """
     entry = get_model(name)
     candidates = model_sources(entry.name, sources)
-
-    for source in candidates:
-        if '://' in source and not source.startswith('file://'):
-            hit = util.find_cached(source, cache_dir=cache_dir, expected_size=entry.size, sha256=entry.sha256)
-            if hit is not None:
-                return hit
+    hit = _cached_copy(entry, candidates, cache_dir)
+    if hit is not None:
+        return hit
 
     failures = []
-    for i, source in enumerate(candidates):
+    skipped = []
+    offline = None   # the OfflineError that ended the network sources
+    for source in candidates:
+        if offline is not None and _needs_network(source):
+            skipped.append(source)
+            continue
         try:
-            return util.open_url(source, cache_dir=cache_dir, num_attempts=num_attempts, verbose=verbose,
-                                 return_filename=True, expected_size=entry.size, sha256=entry.sha256)
+            return _fetch(entry, source, cache_dir, verbose, num_attempts)
+        except util.OfflineError as err:
+            offline = err
+            reason = err.reason
         except util.DownloadError as err:
             reason = err.reason
         except FileNotFoundError:
@@ -264,20 +321,29 @@ def download_model(name: Union[str, os.PathLike], cache_dir: Optional[Union[str,
         except OSError as err:
             reason = f'{type(err).__name__}: {err}'
         failures.append((source, _one_line(reason)))
-        if verbose and i + 1 < len(candidates):
+        if verbose and offline is None and source != candidates[-1]:
             print(f'{_label(source)}: {_one_line(reason)}; trying the next source', file=sys.stderr, flush=True)
+    raise _all_failed(entry, failures, skipped, offline)
 
+
+def _all_failed(entry, failures, skipped, offline):
+    """The one-line error for a model none of whose sources worked."""
+    manual = (f'Download {entry.filename} manually from {entry.page} and pass its path instead of the name')
     if not failures:
-        raise ModelZooError(f'could not download model {entry.name!r}: no sources to try', name=entry.name)
+        return ModelZooError(f'could not download model {entry.name!r}: no sources to try', name=entry.name)
+    if offline is not None:
+        reason = _one_line(offline.reason)
+        tried = ', '.join(_label(s) if r == reason else f'{_label(s)} ({r})' for s, r in failures)
+        not_tried = f'; not tried: {", ".join(_label(s) for s in skipped)}' if skipped else ''
+        return ModelZooError(f'could not download model {entry.name!r}: {reason}. {manual} '
+                             f'(tried {tried}{not_tried}).', name=entry.name, failures=failures)
     reasons = {r for _, r in failures}
     if len(reasons) == 1:
         tried = f'tried {", ".join(_label(s) for s, _ in failures)}: {failures[0][1]}'
     else:
         tried = 'tried ' + '; '.join(f'{_label(s)}: {r}' for s, r in failures)
-    raise ModelZooError(
-        f'could not download model {entry.name!r} ({tried}). Download {entry.filename} manually '
-        f'from {entry.page} and pass its path instead of the name.',
-        name=entry.name, failures=failures)
+    return ModelZooError(f'could not download model {entry.name!r} ({tried}). {manual}.',
+                         name=entry.name, failures=failures)
 
 
 def resolve_network(name_or_path_or_url: Union[str, os.PathLike],
