@@ -68,14 +68,18 @@ def main(image_folder, output_folder, size, pose, segmenter, openpose_weights, p
     if not collect_photos(image_folder, recursive)[0]:
         hint = '' if recursive else ' (add --recursive to look in subfolders)'
         raise commands.UserError(f'--image-folder {image_folder}: no images found{hint}')
+    if os.path.exists(output_folder) and not os.path.isdir(output_folder):
+        raise commands.UserError(f'--output-folder {output_folder}: exists and is not a folder')
     device = commands.choose_device(device)
-    os.makedirs(output_folder, exist_ok=True)
+    # The backend loads its weights and models here: a missing file ends the run before
+    # the output folder exists, so a failed start leaves nothing behind.
     try:
         backend = make_backend(pose=pose, segmenter=segmenter, device=str(device),
                                openpose_weights=openpose_weights, ppseg_model=ppseg_model)
     except BackendUnavailable as err:
         raise commands.UserError(str(err)) from None
     try:
+        os.makedirs(output_folder, exist_ok=True)
         with commands.stop_between_items() as interrupt:
             report = align_folder(image_folder, output_folder, backend, size=size, recursive=recursive,
                                   keep_background=keep_background, save_mask=save_mask,

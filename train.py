@@ -223,6 +223,9 @@ def _check_metrics_available(metrics):
               show_default=True, type=click.Choice(['auto', 'cpu', 'cuda']))
 @click.option('--flavour', help='Which upstream command line the flags follow', default='auto', show_default=True,
               type=click.Choice(['auto', train_config.STYLEGAN2_ADA, train_config.STYLEGAN3]))
+@click.option('--grid', help='Preview grids (reals.png, fakes*.png): COLUMNSxROWS such as 4x2, or auto  '
+              '[default: auto (about 7680x4320 pixels, up to 32x32 images) on GPUs, 4x4 on the CPU]',
+              metavar='COLSxROWS')
 def main(**flags):
     try:
         run_training(**flags)

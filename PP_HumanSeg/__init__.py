@@ -9,9 +9,9 @@ Importing this package does not import Paddle.
     prob = HumanSegmenter()(rgb)        # HxW float32 person probability; > 0.5 = person
 """
 
-from .deploy_config import (DEFAULT_MODEL_DIR, MODEL_NAME, MODEL_URL, DeployConfig, PaddleSegError,
-                            load_deploy_config)
+from .deploy_config import (DEFAULT_MODEL_DIR, MODEL_NAME, MODEL_URL, DeployConfig, DeployFileError,
+                            PaddleSegError, load_deploy_config)
 from .predictor import HumanSegmenter, person_probability, postprocess, preprocess
 
-__all__ = ['HumanSegmenter', 'PaddleSegError', 'DEFAULT_MODEL_DIR', 'MODEL_NAME', 'MODEL_URL', 'DeployConfig',
+__all__ = ['HumanSegmenter', 'PaddleSegError', 'DeployFileError', 'DEFAULT_MODEL_DIR', 'MODEL_NAME', 'MODEL_URL', 'DeployConfig',
            'load_deploy_config', 'preprocess', 'postprocess', 'person_probability']

@@ -18,18 +18,16 @@ image. Only the ones that make sense at inference are accepted (resizes, padding
 normalisation); anything else is reported, since silently skipping it would feed
 the network the wrong input.
 
-YAML: the project does not depend on PyYAML and neither does paddlepaddle (3.x), so
-a small reader for the block-style subset that PaddleSeg writes is built in; PyYAML
-is used instead when it happens to be installed.
+The file is read with PyYAML (``yaml.safe_load``), as PaddleSeg itself reads it.
 """
 
 import dataclasses
 import os
 from typing import Optional, Tuple
 
-from dnnlib.errors import UnavailableError
+import yaml
 
-from .simple_yaml import parse_simple_yaml
+from dnnlib.errors import FileFormatError, UnavailableError
 
 MODEL_NAME = 'deeplabv3p_resnet50_os8_humanseg_512x512_100k_with_softmax'
 MODEL_URL = f'https://paddleseg.bj.bcebos.com/dygraph/humanseg/export/{MODEL_NAME}.zip'
@@ -43,6 +41,10 @@ INTERP_NAMES = ('NEAREST', 'LINEAR', 'CUBIC', 'AREA', 'LANCZOS4')
 
 class PaddleSegError(UnavailableError):
     """The PaddleSeg backend cannot run; the message is one line saying what to do."""
+
+
+class DeployFileError(PaddleSegError, FileFormatError):
+    """deploy.yaml exists but is not valid YAML or not a usable PaddleSeg export description."""
 
 
 # ---------------------------------------------------------------------------- transforms
@@ -202,16 +204,20 @@ def build_transform(spec):
 
 # ---------------------------------------------------------------------------- YAML
 
-def parse_yaml(text):
-    """Parse YAML: PyYAML when installed, else :func:`parse_simple_yaml`. ValueError if malformed."""
-    try:
-        import yaml
-    except ImportError:
-        return parse_simple_yaml(text)
+def parse_yaml(text, path):
+    """``yaml.safe_load(text)``; DeployFileError naming ``path`` and the line when it is not valid YAML."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ValueError(' '.join(str(err).split())) from None
+        raise DeployFileError(f'{path}: not valid YAML ({_yaml_problem(err)}); '
+                              f're-export or re-download the model') from None
+
+
+def _yaml_problem(err):
+    """PyYAML's several-line message as one phrase: where, then what."""
+    mark = getattr(err, 'problem_mark', None)
+    problem = getattr(err, 'problem', None) or ' '.join(str(err).split())
+    return f'line {mark.line + 1}, column {mark.column + 1}: {problem}' if mark is not None else problem
 
 
 # ---------------------------------------------------------------------------- loading
@@ -252,8 +258,8 @@ def load_deploy_config(model_dir):
             text = f.read().decode('utf-8')
     except (OSError, UnicodeDecodeError) as err:
         raise PaddleSegError(f'{path}: cannot read ({_reason(err)}); re-extract the model zip') from None
+    data = parse_yaml(text, path)
     try:
-        data = parse_yaml(text)
         deploy = data.get('Deploy') if isinstance(data, dict) else None
         if not isinstance(deploy, dict):
             raise ValueError('no "Deploy:" section')
@@ -266,7 +272,7 @@ def load_deploy_config(model_dir):
             raise ValueError('"Deploy: transforms" must be a list')
         transforms = tuple(build_transform(spec) for spec in specs)
     except ValueError as err:
-        raise PaddleSegError(f'{path}: not a usable PaddleSeg deploy.yaml ({err}); '
+        raise DeployFileError(f'{path}: not a usable PaddleSeg deploy.yaml ({err}); '
                              f're-export or re-download the model') from None
     folder = os.path.dirname(os.path.abspath(path))
     cfg = DeployConfig(path=path, model_file=os.path.join(folder, deploy['model']),

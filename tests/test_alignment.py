@@ -326,3 +326,24 @@ def test_openpose_keypoints_with_mediapipe_mask(fixtures_dir, backend, monkeypat
     assert (found[0][14:] == 0).all() and (found[1][0] == 0).all()
     aligned = align_photo(rgb, Backend(estimator, backend.segmenter))
     _check_aligned(aligned)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--pose', 'openpose'], 'body_pose_model.pth'),
+    (['--pose', 'openpose', '--openpose-weights', 'weights/missing.pth'], 'weights/missing.pth'),
+    (['--segmenter', 'ppseg', '--ppseg-model', 'no_such_model'], ''),
+])
+def test_missing_backend_files_fail_before_the_output_folder_exists(tmp_path, monkeypatch, args, message):
+    """A backend that cannot start (weights or model missing) is one line, and nothing is created."""
+    import alignment
+    monkeypatch.chdir(tmp_path)                      # the default weights path is relative: surely absent here
+    (tmp_path / 'photos').mkdir()
+    PIL.Image.new('RGB', (20, 40)).save(tmp_path / 'photos' / 'photo.png')
+    out = tmp_path / 'out' / 'nested'
+    result = CliRunner().invoke(alignment.main, ['--image-folder', 'photos', '--output-folder', str(out)] + args)
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('Error: ') and message in lines[0], result.output
+    if '--pose' in args:
+        assert 'download' in lines[0]                # and says how to get them
+    assert not (tmp_path / 'out').exists()

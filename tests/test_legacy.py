@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 import generate
 import legacy
@@ -166,3 +167,52 @@ def test_force_fp16_rebuilds_with_fp16_layers(fixtures_dir):
     assert data['D'].init_kwargs['num_fp16_res'] == 4
     _, refs, seeds = load_refs(fixtures_dir, 'sg2_rect64')
     check_against_refs(data['G_ema'], refs, seeds[:1])   # force_fp32 output is unchanged.
+
+
+# ----------------------------------------------------------------------------
+# --trust-embedded-code: the file's own code and references failing are one line.
+
+
+def _raw_pickle_asking_for(module, name):
+    """{'G_ema': module.name()} as pickle opcodes, without needing the class to exist here."""
+    return (b'\x80\x02}X\x05\x00\x00\x00G_ema' + b'c' + module.encode() + b'\n' + name.encode() + b'\n'
+            + b')\x81s.')
+
+
+@pytest.mark.parametrize('make, words', [
+    (dict(module_src='from torch_utils.ops import no_such_op\n'), ['embedded', 'ImportError', 'no_such_op']),
+    (dict(module_src='raise RuntimeError("written for other code")\n'), ['RuntimeError: written for other code']),
+    (dict(module_src='def broken(:\n'), ['embedded', 'SyntaxError', 'line 1']),
+    (dict(module_src='x = 1\n'), ['embedded', 'does not define class']),
+    (_raw_pickle_asking_for('dnnlib.tflib.network', 'Network'), ['dnnlib.tflib.network.Network', 'dnnlib.tflib']),
+    (_raw_pickle_asking_for('training.networks_stylegan2', 'NoSuchClass'),
+     ['training.networks_stylegan2.NoSuchClass', 'does not define']),
+    ('cut', ['truncated or corrupt']),
+])
+def test_trusted_loading_failures_are_one_line(fixtures_dir, tmp_path, make, words):
+    from helpers import one_line_failure
+    path = tmp_path / 'net.pkl'
+    source = fixtures_dir / 'networks' / 'sg2_rect64.pkl'
+    if isinstance(make, dict):
+        rewrite_pickle(source, path, **make)
+    elif make == 'cut':
+        path.write_bytes(source.read_bytes()[:300])
+    else:
+        path.write_bytes(make)
+    result = CliRunner().invoke(generate.main, ['--network', str(path), '--seeds', '0', '--outdir',
+                                                str(tmp_path / 'out'), '--trust-embedded-code'])
+    one_line_failure(result, 'net.pkl', *words)
+    assert not (tmp_path / 'out').exists() or not any((tmp_path / 'out').iterdir())
+
+
+def test_trusted_loading_does_not_hide_a_bug_in_our_code(fixtures_dir, tmp_path, monkeypatch):
+    """Our persistence code failing is a bug to see (a traceback), not the file's fault."""
+    import torch_utils.persistence
+    path = tmp_path / 'net.pkl'
+    rewrite_pickle(fixtures_dir / 'networks' / 'sg2_rect64.pkl', path, module_src='x = 2\n')
+    monkeypatch.setattr(torch_utils.persistence, 'types', None)       # _src_to_module breaks
+    result = CliRunner().invoke(generate.main, ['--network', str(path), '--seeds', '0', '--outdir',
+                                                str(tmp_path / 'out'), '--trust-embedded-code'])
+    assert isinstance(result.exception, AttributeError), result.output
+    with pytest.raises(AttributeError, match='ModuleType'):
+        legacy.load_network(path, trust_embedded_code=True)

@@ -1,12 +1,16 @@
 """stylegan_human.photos: the image files phones and the web produce, and broken ones."""
 
 import io
+import pathlib
+import struct
+import warnings
+import zlib
 
 import numpy as np
 import PIL.Image
 import pytest
 
-from stylegan_human.photos import PhotoError, list_photos, load_photo
+from stylegan_human.photos import MAX_PIXELS, PhotoError, list_photos, load_photo
 
 
 def _gradient(w=60, h=40):
@@ -121,3 +125,63 @@ def test_16_bit_colour_png(tmp_path):
     cv2.imwrite(str(tmp_path / 'deep_rgb.png'), (rgb[..., ::-1].astype(np.uint16) * 257))
     loaded = load_photo(tmp_path / 'deep_rgb.png')
     assert np.abs(loaded.astype(int) - rgb.astype(int)).max() <= 1
+
+
+def _uniform_grey_jpeg(width, height):
+    """A valid baseline JPEG of any size, mid-grey everywhere, made without an encoder.
+
+    Each 8x8 block is two one-bit Huffman codes (DC difference 0, end of block), both '0':
+    the scan is zero bytes, a quarter of a byte per block, so 30000x30000 is 3.5 MB.
+    """
+    def segment(marker, payload):
+        return bytes([0xFF, marker]) + struct.pack('>H', len(payload) + 2) + payload
+    one_symbol_table = bytes([1] + [0] * 15) + b'\x00'      # one code of length 1, for symbol 0
+    blocks = -(-width // 8) * -(-height // 8)
+    return b''.join([
+        b'\xff\xd8',                                                             # start of image
+        segment(0xDB, b'\x00' + b'\x01' * 64),                                   # quantisation table 0
+        segment(0xC0, struct.pack('>BHHB', 8, height, width, 1) + b'\x01\x11\x00'),  # baseline, 1 component
+        segment(0xC4, b'\x00' + one_symbol_table + b'\x10' + one_symbol_table),  # DC and AC tables 0
+        segment(0xDA, b'\x01\x01\x00\x00\x3f\x00'),                              # start of scan
+        bytes(-(-blocks * 2 // 8)),
+        b'\xff\xd9'])
+
+
+def _png_header_only(width, height):
+    """A PNG whose header says ``width`` x ``height`` (no pixel data: only the size is read before refusing)."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IEND', b'')
+
+
+def test_huge_jpeg_is_decoded_at_reduced_size(tmp_path):
+    """30000x30000 (900 megapixels): libjpeg decodes it at 1/8 scale, then it is resized to max_side."""
+    (tmp_path / 'huge.jpg').write_bytes(_uniform_grey_jpeg(30000, 30000))
+    pillow_limit = PIL.Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                       # no DecompressionBombWarning either
+        loaded = load_photo(tmp_path / 'huge.jpg', max_side=1000)
+    assert loaded.shape == (1000, 1000, 3)
+    assert np.abs(loaded.astype(int) - 128).max() <= 1
+    assert PIL.Image.MAX_IMAGE_PIXELS == pillow_limit          # Pillow's own limit is put back
+    # A wide panorama too: reduced by the scale its long side needs, not refused.
+    (tmp_path / 'pano.jpg').write_bytes(_uniform_grey_jpeg(64000, 4000))
+    assert load_photo(tmp_path / 'pano.jpg', max_side=2000).shape == (125, 2000, 3)
+
+
+def test_huge_photos_that_cannot_be_decoded_reduced_are_refused(tmp_path):
+    (tmp_path / 'huge.png').write_bytes(_png_header_only(30000, 30000))
+    with pytest.raises(PhotoError, match='30000x30000.*over 250 megapixels.*only JPEG') as info:
+        load_photo(tmp_path / 'huge.png')
+    assert '\n' not in str(info.value)
+    # Asked for the full size (max_side=None), a huge JPEG cannot be reduced either.
+    (tmp_path / 'huge.jpg').write_bytes(_uniform_grey_jpeg(20000, 20000))
+    with pytest.raises(PhotoError, match='20000x20000.*over 250 megapixels'):
+        load_photo(tmp_path / 'huge.jpg', max_side=None)
+
+
+def test_readme_states_the_large_photo_rule():
+    readme = (pathlib.Path(__file__).parent.parent / 'README.md').read_text()
+    assert f'over {MAX_PIXELS // 1_000_000} megapixels' in readme
+    assert 'JPEG' in readme.split('## alignment.py')[1].split('\n## ')[0]

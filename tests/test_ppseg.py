@@ -80,45 +80,34 @@ def test_handwritten_deploy_yaml(tmp_path):
     assert cfg.mean == (0.485, 0.456, 0.406) and cfg.std == (0.229, 0.224, 0.225)
 
 
-@pytest.mark.parametrize('text', [PUBLISHED_DEPLOY, HANDWRITTEN_DEPLOY])
-def test_builtin_yaml_reader_matches_pyyaml(text):
-    expected = {
-        PUBLISHED_DEPLOY: {'Deploy': {'model': 'model.pdmodel', 'params': 'model.pdiparams', 'transforms': [
-            {'target_size': [512, 512], 'type': 'Resize'}, {'type': 'Normalize'}]}},
-        HANDWRITTEN_DEPLOY: {'Deploy': {
-            'input_shape': [-1, 3, -1, -1], 'model': 'model.pdmodel', 'output_op': 'softmax',
-            'params': 'model.pdiparams', 'transforms': [
-                {'type': 'Resize', 'target_size': [398, 224], 'interp': 'LINEAR'},
-                {'type': 'Normalize', 'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]}]}},
-    }[text]
-    assert dc.parse_simple_yaml(text) == expected
-    try:
-        import yaml
-    except ImportError:
-        return
-    assert yaml.safe_load(text) == expected
+def test_deploy_yaml_is_read_with_pyyaml(tmp_path):
+    """Any YAML PaddleSeg (which itself reads it with PyYAML) could write: anchors, flow style, comments."""
+    deploy = ('common: &norm {type: Normalize, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}\n'
+              'Deploy:\n  model: model.pdmodel\n  params: model.pdiparams\n'
+              '  transforms: [{type: Resize, target_size: [512, 512]}, *norm]   # as exported\n')
+    cfg = dc.load_deploy_config(write_export(tmp_path, deploy))
+    assert cfg.transforms == (Resize((512, 512), 'LINEAR'), Normalize((0.5,) * 3, (0.5,) * 3))
+    assert not hasattr(dc, 'parse_simple_yaml')
+    assert not os.path.exists(os.path.join(os.path.dirname(dc.__file__), 'simple_yaml.py'))
 
 
-def test_builtin_yaml_reader_scalars_and_nesting():
-    text = 'a:\n  - - 1\n    - 2.5\n  -\n    b: null\n    c: true\n  - ~\nd: "x: #y"\ne:\n'
-    assert dc.parse_simple_yaml(text) == {'a': [[1, 2.5], {'b': None, 'c': True}, None], 'd': 'x: #y', 'e': None}
-
-
-@pytest.mark.parametrize('text', ['a:\n\tb: 1\n', 'a: [1, 2\n', 'a: 1\n  b: 2\n', 'just text\n', 'a: 1\na: 2\n',
-                                  'a: &anchor 1\n', 'a: 1\n- 2\n'])
-def test_builtin_yaml_reader_rejects(text):
-    with pytest.raises(ValueError, match='line'):
-        dc.parse_simple_yaml(text)
-
-
-def test_deploy_yaml_parsed_without_pyyaml(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, 'yaml', None)
-    cfg = dc.load_deploy_config(write_export(tmp_path, HANDWRITTEN_DEPLOY))
-    assert cfg.input_size == (398, 224)
+@pytest.mark.parametrize('deploy, where', [
+    ('Deploy: [unclosed\n', 'line 2'),
+    ('Deploy:\n  model: a\n\tparams: b\n', 'line 3'),
+    ('Deploy:\n  model: "unterminated\n', 'line 3'),
+])
+def test_malformed_yaml_is_a_file_format_error_naming_file_and_line(tmp_path, deploy, where):
+    from dnnlib.errors import FileFormatError
+    write_export(tmp_path, deploy)
+    with pytest.raises(FileFormatError) as excinfo:
+        dc.load_deploy_config(tmp_path)
+    assert isinstance(excinfo.value, dc.PaddleSegError)          # the aligner still reports it as a backend problem
+    message = one_line_error(excinfo)
+    assert str(tmp_path / 'deploy.yaml') in message and 'not valid YAML' in message and where in message
 
 
 @pytest.mark.parametrize('deploy, expected', [
-    ('Deploy: [unclosed\n', 'not a usable PaddleSeg deploy.yaml'),
+    ('Deploy: [unclosed\n', 'not valid YAML'),
     ('Model:\n  model: model.pdmodel\n', 'no "Deploy:" section'),
     ('Deploy:\n  params: model.pdiparams\n', '"Deploy: model"'),
     (PUBLISHED_DEPLOY + '  - type: RandomBlur\n', "transform 'RandomBlur' is not supported"),

@@ -5,7 +5,6 @@ Expected numbers are worked out by hand from the upstream scripts' formulas (Sty
 by calling the code under test.
 """
 
-import functools
 import json
 import os
 import shlex
@@ -189,6 +188,24 @@ def test_performance_flags_and_freeze():
 def test_cpu_device_turns_off_pinned_memory():
     c, _ = derive(device='cpu')
     assert c.data_loader_kwargs.pin_memory is False and c.device == 'cpu'
+
+
+def test_preview_grid_size_defaults_small_on_the_cpu_and_follows_grid():
+    assert 'image_grid_size' not in derive(device='cuda')[0]          # upstream's grid (about 7680x4320 pixels)
+    assert derive(device='cpu')[0].image_grid_size == [4, 4]          # one CPU grid in seconds, not minutes
+    assert derive(device='cpu', grid='6x3')[0].image_grid_size == [6, 3]  # columns x rows
+    assert derive(device='cuda', grid='2X5')[0].image_grid_size == [2, 5]
+    assert 'image_grid_size' not in derive(device='cpu', grid='auto')[0]
+    assert derive(cfg='stylegan3-t', batch=8, gamma=1, device='cpu', grid='1x1')[0].image_grid_size == [1, 1]
+
+
+@pytest.mark.parametrize('grid', ['0x3', '3', 'axb', '33x1', '4x4x4', '-1x2'])
+def test_bad_grid_is_one_line_naming_grid(rect_data, tmp_path, grid):
+    outdir = tmp_path / 'runs'
+    result = invoke(['--outdir', str(outdir), '--data', rect_data, '--cfg=stylegan2', '--device=cpu',
+                     '--metrics=none', f'--grid={grid}'])
+    one_line_failure(result, '--grid', grid, 'COLUMNSxROWS')
+    assert not outdir.exists()
 
 
 def test_augmentation_modes_and_body_pipe():
@@ -685,21 +702,20 @@ def test_torchrun_processes_share_one_run_dir(rect_data, tmp_path):
 
 
 def test_tiny_cpu_training_run_end_to_end(rect_data, tmp_path, monkeypatch):
-    training_loop = pytest.importorskip('training.training_loop')
+    pytest.importorskip('training.training_loop')
     legacy = pytest.importorskip('legacy')
-    # Small preview grids (the default fills 7680x4320 pixels with 64x32 images).
-    monkeypatch.setattr(training_loop, 'training_loop',
-                        functools.partial(training_loop.training_loop, image_grid_size=(2, 2)))
     outdir = tmp_path / 'runs'
     result = invoke(f'--outdir={outdir} --data={rect_data} --cfg=stylegan2 --cbase=512 --cmax=32 --map-depth=2 '
                     '--batch=4 --gamma=1 --mbstd-group=2 --kimg=0.008 --snap=1 --metrics=none --aug=noaug '
-                    '--workers=1 --device=cpu')
+                    '--workers=1 --device=cpu --grid=3x2')
     assert result.exit_code == 0, result.output
     assert 'Note: training_loop takes no' not in result.output  # Every option reaches the loop.
     (run_dir,) = outdir.iterdir()
     assert run_dir.name == '00000-stylegan2-SHHQ-1-gpus1-batch4-gamma1'
     names = set(os.listdir(run_dir))
     assert {'training_options.json', 'log.txt', 'stats.jsonl', 'network-snapshot-000000.pkl'} <= names
+    for grid in ('reals.png', 'fakes_init.png', 'fakes000000.png'):    # --grid=3x2 of 32x64 images
+        assert PIL.Image.open(run_dir / grid).size == (3 * 32, 2 * 64), grid
     stats = [json.loads(line) for line in (run_dir / 'stats.jsonl').read_text().splitlines()]
     assert stats[-1]['Progress/kimg']['mean'] == pytest.approx(0.008)
     data = legacy.load_network_pkl(str(run_dir / 'network-snapshot-000000.pkl'))

@@ -58,7 +58,12 @@ SG2ADA_ONLY_FLAGS = {'subset': '--subset', 'nhwc': '--nhwc', 'allow_tf32': '--al
 FLAG_NAMES = ('outdir', 'data', 'gpus', 'snap', 'metrics', 'seed', 'dry_run', 'cond', 'subset', 'mirror',
               'square', 'cfg', 'gamma', 'kimg', 'batch', 'aug', 'p', 'target', 'augpipe', 'resume',
               'freezed', 'fp32', 'nhwc', 'allow_tf32', 'nobench', 'workers', 'batch_gpu', 'cbase', 'cmax',
-              'glr', 'dlr', 'map_depth', 'mbstd_group', 'desc', 'tick', 'device', 'flavour')
+              'glr', 'dlr', 'map_depth', 'mbstd_group', 'desc', 'tick', 'device', 'flavour', 'grid')
+
+# Preview grids (reals.png, fakes*.png), (columns, rows). Upstream's fills about 7680x4320
+# pixels, up to 32x32 images: on a GPU a moment, on a CPU minutes before the first tick.
+CPU_GRID = (4, 4)
+MAX_GRID_SIDE = 32
 
 # StyleGAN2-ADA's presets. ref_gpus None: filled in from resolution and GPU count.
 CFG_SPECS = {
@@ -281,9 +286,33 @@ def build_training_options(flags, dataset):
     else:
         c, desc = _stylegan2_ada_options(f, dataset)
     c.device = f.device or 'cuda'
+    grid = _grid_size(f.grid, c.device)
+    if grid is not None:   # None: the loop's own default, upstream's size
+        c.image_grid_size = grid
     c.flavour = flavour
     _check_batch_split(c)
     return c, desc
+
+
+def _grid_size(grid, device):
+    """--grid as [columns, rows]; None for upstream's size ('auto', or not given on a GPU)."""
+    if grid is None:
+        return list(CPU_GRID) if device == 'cpu' else None
+    if isinstance(grid, str):
+        if grid.strip().lower() == 'auto':
+            return None
+        match = re.fullmatch(r'\s*(\d+)\s*[xX*]\s*(\d+)\s*', grid)
+        sides = [int(match.group(1)), int(match.group(2))] if match else None
+    else:
+        sides = [int(v) for v in grid] if len(grid) == 2 and all(_is_int(v) for v in grid) else None
+    if sides is None or not all(1 <= side <= MAX_GRID_SIDE for side in sides):
+        raise OptionsError(f'--grid={grid if isinstance(grid, str) else "x".join(map(str, grid))}: expected '
+                           f'COLUMNSxROWS such as 4x2, each 1 to {MAX_GRID_SIDE}, or auto')
+    return sides
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _square(f):

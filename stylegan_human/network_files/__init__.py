@@ -4,6 +4,7 @@
 - :mod:`.build`: records -> this project's network classes, constructed within a memory budget
   set by the file and the free memory, then checked strictly against the file's tensors.
 - :mod:`.stylegan1_tf`: StyleGAN1 TensorFlow pickles -> PyTorch, without TensorFlow.
+- :mod:`.trusted`: the opt-in upstream way (embedded code run), its failures as one-line errors.
 - :mod:`.load`: any file, URL or zoo name -> ``{'G_ema': ..., ...}`` with one-line errors.
 - :mod:`.export`: writing official pickles and code-free ``.safetensors`` exports.
 """

@@ -15,6 +15,7 @@ import torch
 
 from .build import rebuild_network, rebuild_tree
 from .safe_pickle import NetworkFileError, PersistentRecord, RefusedGlobal, TFNetworkRecord, read_pickle_safely
+from .trusted import load_trusted_pickle
 
 PathLike = Union[str, os.PathLike]
 
@@ -31,7 +32,7 @@ def load_network_pkl(f: Union[PathLike, BinaryIO], force_fp16: bool = False,
         with open(f, 'rb') as file:
             return load_network_pkl(file, force_fp16=force_fp16, trust_embedded_code=trust_embedded_code)
     if trust_embedded_code:
-        return _load_trusted(f)
+        return load_trusted_pickle(f)
     try:
         data = read_pickle_safely(f)
     except RefusedGlobal as err:
@@ -42,17 +43,6 @@ def load_network_pkl(f: Union[PathLike, BinaryIO], force_fp16: bool = False,
             AttributeError, RuntimeError, UnicodeDecodeError) as err:
         raise NetworkFileError(f'not a valid network pickle (truncated or corrupt): {err}') from None
     return _normalize(data, force_fp16)
-
-
-def _load_trusted(f):
-    try:
-        import torch_utils.persistence  # noqa: F401 - makes our persistence module resolvable
-        data = pickle.Unpickler(f).load()
-    except (pickle.UnpicklingError, EOFError) as err:
-        raise NetworkFileError(f'not a valid network pickle: {err}') from None
-    if not isinstance(data, dict) or 'G_ema' not in data:
-        raise NetworkFileError('the pickle holds no G_ema network')
-    return data
 
 
 def _normalize(data, force_fp16):
