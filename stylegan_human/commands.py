@@ -221,3 +221,30 @@ def _mps_available():
 
 
 DEVICE_OPTION_HELP = 'Device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps'
+
+
+# ----------------------------------------------------------------------------
+# Number format
+
+
+PRECISION_OPTION_HELP = ('Number format of the synthesis: fp32 (exact), bf16 (several times faster where the '
+                         'hardware has it: AMX / AVX-512 BF16 CPUs, bf16 GPUs), or auto (bf16 where native)')
+
+
+def precision_option(fn: Callable) -> Callable:
+    """The ``--precision fp32|bf16|auto`` option (default fp32), passed as ``precision``."""
+    return click.option('--precision', type=click.Choice(['fp32', 'bf16', 'auto']), default='fp32',
+                        show_default=True, help=PRECISION_OPTION_HELP)(fn)
+
+
+def use_precision(name: str, device: 'torch.device') -> contextlib.AbstractContextManager:
+    """The scope computing in the format ``--precision`` names on ``device`` (one line if it cannot)."""
+    import torch
+    from torch_utils import precision
+    try:
+        dtype = precision.resolve(name, device)
+    except ToolkitError as err:
+        raise UserError(message_for_option(err)) from None
+    if name == 'auto' and dtype != torch.bfloat16:
+        click.echo(f'Note: --precision auto: no native bfloat16 on {device.type}; computing in fp32', err=True)
+    return precision.use_precision(dtype)

@@ -27,10 +27,11 @@ from torch_utils.ops import conv2d_resample
 from torch_utils.ops import fma
 from torch_utils.ops import upfirdn2d
 
-try:  # this project's fused CPU path; NVIDIA's torch_utils (this file dropped into its repo) has none
+try:  # this project's fused CPU path and precision choice; NVIDIA's torch_utils (this file dropped into its repo) has none
+    from torch_utils import precision
     from torch_utils.ops import modulated_conv_fast, ops_mode
 except ImportError:
-    modulated_conv_fast = ops_mode = None
+    modulated_conv_fast = ops_mode = precision = None
 
 
 def _map_shape(resolution, square):
@@ -472,6 +473,8 @@ class SynthesisBlock(torch.nn.Module):
         if ws.device.type != 'cuda':
             force_fp32 = True  # float16 is only used on CUDA, as upstream
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
+        if precision is not None and precision.compute_dtype() == torch.bfloat16:
+            dtype = torch.bfloat16   # --precision bf16: every block, whatever force_fp32 says
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
         if memory_format == torch.contiguous_format and ops_mode is not None and ops_mode.fast_cpu_inference(ws):
             memory_format = torch.preserve_format  # the fused CPU path keeps activations channels-last

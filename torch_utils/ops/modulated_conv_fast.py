@@ -18,9 +18,13 @@ the same function with fewer, cheaper steps:
   in place on the convolution's output.
 
 Used only when nothing needs gradients (``torch.is_grad_enabled()`` false or
-no input requires grad), for float32 on the CPU, in the fast ops mode; every
-other case runs the reference.
+no input requires grad), for float32 on the CPU (or bfloat16 activations under
+``--precision bf16``: the kernel is folded in float32 and then rounded, the
+convolution accumulates in float32), in the fast ops mode; every other case
+runs the reference.
 """
+
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +42,7 @@ def applies(x, *tensors, activation='linear'):
 
 def demodulation(weight, styles):
     """1 / ||weight * style||_2 per (sample, output channel): [N, O]."""
-    weight_sq = weight.square().sum(dim=[2, 3])                     # [O, I]
-    return (styles.square() @ weight_sq.t() + 1e-8).rsqrt()
+    return (styles.square() @ _prepared(weight, 'weight_sq').t() + 1e-8).rsqrt()
 
 
 def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0, resample_filter=None,
@@ -49,7 +52,7 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
 
     x [N, I, H, W]; weight [O, I, k, k]; styles [N, I]; bias [O]; noise broadcastable to
     the output ([N or 1, 1, H', W'] or [H', W']) or None. ``gain`` must be positive.
-    Returns a channels-last float32 tensor [N, O, H * up, W * up].
+    Returns a channels-last tensor [N, O, H * up, W * up] of x's dtype.
     """
     assert gain > 0
     if x.shape[0] > 1:
@@ -61,16 +64,23 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
                                     activation=activation, alpha=alpha, gain=gain, clamp=clamp)
             for i in range(x.shape[0])]).contiguous(memory_format=torch.channels_last)
     x = x.contiguous(memory_format=torch.channels_last)
-    out_scale = torch.full([weight.shape[0]], float(gain), dtype=x.dtype)
+    out_scale = torch.full([weight.shape[0]], float(gain), dtype=styles.dtype)
     if demodulate:
         out_scale = out_scale * demodulation(weight, styles)[0]
 
-    kernel_scale = out_scale.reshape(-1, 1) * styles.reshape(1, -1)        # [O, I], folded into the kernel
-    y = _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight)
+    if _modulating_activations_is_cheaper(x, weight, up):
+        # Small feature maps, many channels: scale the activations and the output instead
+        # of writing a whole modulated kernel (the plain kernel is prepared once).
+        x = x * styles.reshape(1, -1, 1, 1).to(x.dtype)
+        y = _conv(x, weight, None, up, padding, resample_filter, flip_weight)
+        y.mul_(out_scale.reshape(1, -1, 1, 1).to(y.dtype))
+    else:
+        kernel_scale = out_scale.reshape(-1, 1) * styles.reshape(1, -1)    # [O, I], folded into the kernel
+        y = _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight)
 
     if noise is not None:
-        y.add_(noise, alpha=float(gain))
-    y.add_(bias.reshape(1, -1, 1, 1), alpha=float(gain))
+        y.add_(noise.to(y.dtype), alpha=float(gain))
+    y.add_(bias.reshape(1, -1, 1, 1).to(y.dtype), alpha=float(gain))
     if activation == 'lrelu':
         F.leaky_relu_(y, float(alpha))
     if clamp is not None:
@@ -78,22 +88,60 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
     return y
 
 
+def _modulating_activations_is_cheaper(x, weight, up):
+    """Elements written: the input and output scaled, against a modulated kernel written."""
+    out_elements = weight.shape[0] * x.shape[2] * x.shape[3] * up * up
+    return x.numel() + out_elements < weight.numel()
+
+
+# Tensors derived from a weight, kept while the weight lives and is unchanged (inference only:
+# the fast path never runs when gradients are needed, and an in-place update bumps the version).
+# Keyed by id: tensors compare elementwise, so they cannot be dictionary keys themselves.
+_derived = {}
+
+
+def _prepared(weight, kind, dtype=None, flip=False):
+    """``weight``'s ``kind`` form: 'weight_sq' (sum of squares over the taps, [O, I], float32),
+    'conv' ([O, I, k, k]) or 'conv_transposed' ([I, O, k, k]), taps flipped if ``flip``,
+    channels-last in ``dtype``."""
+    entry = _derived.get(id(weight))
+    if entry is None or entry[0]() is not weight or entry[1] != weight._version:
+        entry = (weakref.ref(weight, lambda _, key=id(weight): _derived.pop(key, None)), weight._version, {})
+        _derived[id(weight)] = entry
+    key = (kind, dtype, flip)
+    if key not in entry[2]:
+        if kind == 'weight_sq':
+            value = weight.square().sum(dim=[2, 3])
+        else:
+            value = weight if kind == 'conv' else weight.transpose(0, 1)
+            value = (value.flip([2, 3]) if flip else value).to(dtype=dtype, memory_format=torch.channels_last)
+        entry[2][key] = value
+    return entry[2][key]
+
+
 def _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight):
+    """The convolution of the layer, with the kernel scaled by ``kernel_scale`` [O, I] (None: unscaled)."""
     k = weight.shape[-1]
     if up == 1:
         assert padding == k // 2
-        kernel = _kernel(weight if flip_weight else weight.flip([2, 3]), kernel_scale)
+        if kernel_scale is None:
+            kernel = _prepared(weight, 'conv', x.dtype, flip=not flip_weight)
+        else:
+            kernel = _kernel(weight if flip_weight else weight.flip([2, 3]), kernel_scale, x.dtype)
         return F.conv2d(x, kernel, padding=padding)
     assert _get_filter_size(resample_filter) != (1, 1)
     # The transposed convolution wants [I, O, k, k] and applies it as a true convolution.
-    kernel = _kernel(weight.transpose(0, 1) if not flip_weight else weight.transpose(0, 1).flip([2, 3]),
-                     kernel_scale.t())
+    if kernel_scale is None:
+        kernel = _prepared(weight, 'conv_transposed', x.dtype, flip=flip_weight)
+    else:
+        kernel = _kernel(weight.transpose(0, 1) if not flip_weight else weight.transpose(0, 1).flip([2, 3]),
+                         kernel_scale.t(), x.dtype)
     return _upsample_conv(x, kernel, up, padding, resample_filter)
 
 
-def _kernel(weight, scale):
-    """``weight * scale[:, :, None, None]``, written channels-last in one pass."""
-    kernel = torch.empty(weight.shape, dtype=weight.dtype, memory_format=torch.channels_last)
+def _kernel(weight, scale, dtype):
+    """``weight * scale[:, :, None, None]`` computed in float32, written channels-last in ``dtype`` in one pass."""
+    kernel = torch.empty(weight.shape, dtype=dtype, memory_format=torch.channels_last)
     return torch.mul(weight, scale[:, :, None, None], out=kernel)
 
 

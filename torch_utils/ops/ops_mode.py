@@ -22,6 +22,8 @@ import warnings
 
 import torch
 
+from torch_utils import precision
+
 MODES = ('fast', 'ref')
 IMPLS = ('auto', 'fast', 'ref', 'cuda')
 _ENV = 'STYLEGAN_HUMAN_OPS'
@@ -74,7 +76,8 @@ def use_fast(impl='auto'):
 
 
 def fast_cpu_inference(x, *tensors, impl='auto'):
-    """True for float32 CPU work that needs no gradients, when ``impl`` allows the fast path."""
-    if not use_fast(impl) or x.device.type != 'cpu' or x.dtype != torch.float32:
+    """True for CPU work that needs no gradients, in float32 (or in bfloat16 inside a bf16
+    precision block), when ``impl`` allows the fast path."""
+    if not use_fast(impl) or x.device.type != 'cpu' or x.dtype not in (torch.float32, precision.compute_dtype()):
         return False
     return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors))

@@ -113,7 +113,7 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='au
 
 
 def _fast_applies(x, f):
-    return (x.ndim == 4 and x.device.type == 'cpu' and x.dtype == torch.float32
+    return (x.ndim == 4 and x.device.type == 'cpu' and x.dtype in (torch.float32, torch.bfloat16)
             and isinstance(f, torch.Tensor) and f.ndim == 2 and f.dtype == torch.float32 and not f.requires_grad)
 
 

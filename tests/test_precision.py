@@ -1,0 +1,67 @@
+"""--precision: fp32 exact by default, bf16 close to it, refused where the hardware lacks it."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import generate
+import legacy
+from conftest import FIXTURES
+from stylegan_human.sampling import generate_images
+from torch_utils import precision
+
+
+def _psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255 ** 2 / max(mse, 1e-12))
+
+
+@pytest.mark.parametrize('name', ['sg2_rect64', 'sg2_square64'])
+def test_bf16_images_stay_close_to_fp32(name):
+    G = legacy.load_network(FIXTURES / 'networks' / f'{name}.pkl')['G_ema'].eval()
+    seeds = list(range(6))
+    exact = generate_images(G, seeds, truncation_psi=0.7)
+    with precision.use_precision(torch.bfloat16):
+        assert precision.compute_dtype() == torch.bfloat16
+        rounded = generate_images(G, seeds, truncation_psi=0.7)
+    assert precision.compute_dtype() == torch.float32                   # the scope ended
+    for a, b in zip(exact, rounded):
+        np.testing.assert_array_equal(a.w, b.w)                           # mapping stays in fp32
+        assert 30 < _psnr(a.image, b.image) < 100                         # close, and really computed in bf16
+
+
+def test_resolve_follows_the_hardware(monkeypatch):
+    monkeypatch.setattr(precision, 'native_bf16', lambda device: True)
+    assert precision.resolve('bf16', 'cpu') == torch.bfloat16
+    assert precision.resolve('auto', 'cpu') == torch.bfloat16
+    assert precision.resolve('fp32', 'cpu') == torch.float32
+    monkeypatch.setattr(precision, 'native_bf16', lambda device: False)
+    assert precision.resolve('auto', 'cpu') == torch.float32
+    with pytest.raises(precision.InputError, match='neither AMX nor AVX-512 BF16'):
+        precision.resolve('bf16', 'cpu')
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(precision, 'cpu_flags', lambda: frozenset({'avx2', 'amx_bf16'}))
+    assert precision.native_bf16('cpu')
+    monkeypatch.setattr(precision, 'cpu_flags', lambda: frozenset({'avx2', 'avx512f'}))
+    assert not precision.native_bf16('cpu')
+
+
+def test_cli_without_native_bf16(monkeypatch, tmp_path):
+    monkeypatch.setattr(precision, 'native_bf16', lambda device: False)
+    network = str(FIXTURES / 'networks' / 'sg2_rect64.pkl')
+    result = CliRunner().invoke(generate.main, ['--network', network, '--seeds', '0', '--outdir', str(tmp_path / 'a'),
+                                                '--precision', 'bf16', '--device', 'cpu'])
+    assert result.exit_code == 1 and not (tmp_path / 'a').exists()
+    assert result.output.strip().splitlines() == [
+        'Error: --precision: bf16: this CPU has neither AMX nor AVX-512 BF16, so bfloat16 would be slower, '
+        'not faster; use fp32 (or auto, which picks bf16 only where it is native)']
+    result = CliRunner().invoke(generate.main, [
+        '--network', network, '--seeds', '0', '--outdir', str(tmp_path / 'b'), '--precision', 'auto', '--device', 'cpu'])
+    assert result.exit_code == 0 and 'computing in fp32' in result.output
+    fp32 = CliRunner().invoke(generate.main, ['--network', network, '--seeds', '0', '--outdir', str(tmp_path / 'c'),
+                                              '--device', 'cpu'])
+    assert fp32.exit_code == 0
+    assert (tmp_path / 'b' / 'seed0000.png').read_bytes() == (tmp_path / 'c' / 'seed0000.png').read_bytes()
