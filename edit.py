@@ -78,7 +78,8 @@ def main(network_pkl, attr_name, truncation_psi, gen_video, combine, seeds, outd
     if method == 'all':   # an attribute of your own may have directions for some methods only
         methods = tuple(m for m in METHODS if attr_name in config[{'interfacegan': 'interface_gan'}.get(m, m)])
     try:
-        root = directions_dir if attr_name not in KNOWN_ATTRIBUTES else direction_root(attr_name, directions_dir)
+        root = (directions_dir if attr_name not in KNOWN_ATTRIBUTES
+                else direction_root(attr_name, directions_dir, methods))   # only these methods' files
         editor = Editor(G, attr_name, root, methods, strength, layers, config=config)
     except DirectionFileError as err:
         raise commands.UserError(str(err)) from None

@@ -8,7 +8,10 @@ python insetgan.py --body_network stylegan_human_v2_1024 --face_network ffhq.pkl
 python insetgan.py ... --face-box 200,80,310,190     # where the face is, when it cannot be found
 
 The face is found in the body image with MediaPipe (or dlib with your model
-files); its FFHQ-style square is where the face generator's image goes.
+files); its FFHQ-style square is where the face generator's image goes. A
+--face-box must lie inside the body image. Conditional networks take a class
+(--body-class / --face-class, as generate.py's --class). The LPIPS term reads
+the same weight files as run_pti.py (--lpips-weights, --lpips-backbone).
 
 \b
 Writes to OUTDIR, for TAG = FACESEED_BODYSEED:
@@ -25,6 +28,7 @@ import numpy as np
 
 from aligner.face import parse_box
 from dnnlib.atomic import atomic_write, save_image
+from dnnlib.errors import InputError
 from inset import compose
 from inset.optimize import InsetConfig
 import legacy
@@ -38,6 +42,9 @@ from stylegan_human import commands, runtime
               show_default=True, help='Body generator: pickle path, URL or zoo name')
 @click.option('--face_seed', '--face-seed', 'face_seed', type=int, default=82, show_default=True)
 @click.option('--body_seed', '--body-seed', 'body_seed', type=int, default=43, show_default=True)
+@click.option('--body-class', '--class', 'body_class', type=int, default=None,
+              help="Class of a conditional body network (as generate.py's --class)")
+@click.option('--face-class', type=int, default=None, help='Class of a conditional face network')
 @click.option('--face-latent', default=None, metavar='FILE', help='Start the face from a w/w+ file (.pt or .npz) instead of a seed')
 @click.option('--body-latent', default=None, metavar='FILE', help='Start the body from a w/w+ file, e.g. a PTI pivot 0.pt')
 @click.option('--joint_steps', '--joint-steps', 'joint_steps', type=click.IntRange(min=0), default=500, show_default=True)
@@ -52,6 +59,10 @@ from stylegan_human import commands, runtime
 @click.option('--dlib-predictor', default='pretrained_models/shape_predictor_68_face_landmarks.dat', show_default=True)
 @click.option('--lpips', 'lpips_kind', type=click.Choice(['alex', 'vgg', 'none']), default='alex', show_default=True,
               help='Perceptual term of the losses (LPIPS weights needed; none = L1 only)')
+@click.option('--lpips-weights', default=None, metavar='NAME|FILE',
+              help='LPIPS linear layers, as in run_pti.py (default: lpips_<kind>_lin from the download cache)')
+@click.option('--lpips-backbone', default=None, metavar='NAME|FILE',
+              help='LPIPS backbone weights (default: alexnet_torchvision / vgg16_torchvision from the download cache)')
 @click.option('--coarse-weight', type=float, default=1.0, show_default=True, help='Scale of the coarse face/body loss')
 @click.option('--border-weight', type=float, default=1.0, show_default=True, help='Scale of the seam loss')
 @click.option('--body-weight', type=float, default=1.0, show_default=True, help='Scale of the keep-the-body loss')
@@ -59,9 +70,9 @@ from stylegan_human import commands, runtime
 @click.option('--reg-weight', type=float, default=1.0, show_default=True, help='Scale of the body w regulariser')
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @commands.user_errors
-def main(face_network, body_network, face_seed, body_seed, face_latent, body_latent, joint_steps, face_steps,
+def main(face_network, body_network, face_seed, body_seed, body_class, face_class, face_latent, body_latent, joint_steps, face_steps,
          body_steps, truncation_psi, outdir, video, face_box, face_detector, dlib_detector, dlib_predictor,
-         lpips_kind, coarse_weight, border_weight, body_weight, face_weight, reg_weight, device):
+         lpips_kind, lpips_weights, lpips_backbone, coarse_weight, border_weight, body_weight, face_weight, reg_weight, device):
     device = commands.choose_device(device)
     try:
         manual_box = parse_box(face_box) if face_box else None
@@ -69,9 +80,9 @@ def main(face_network, body_network, face_seed, body_seed, face_latent, body_lat
         raise commands.UserError(f'--face-box: {err}') from None
     face_G = legacy.load_network(face_network)['G_ema'].eval().requires_grad_(False).to(device).float()
     body_G = legacy.load_network(body_network)['G_ema'].eval().requires_grad_(False).to(device).float()
-    perceptual = _load_perceptual(lpips_kind, device)
-    face_w = compose.start_latent(face_G, face_seed, face_latent, truncation_psi, device)
-    body_w = compose.start_latent(body_G, body_seed, body_latent, truncation_psi, device)
+    perceptual = _load_perceptual(lpips_kind, lpips_weights, lpips_backbone, device)
+    face_w = _start_latent(face_G, face_seed, face_latent, truncation_psi, device, face_class, '--face-class')
+    body_w = _start_latent(body_G, body_seed, body_latent, truncation_psi, device, body_class, '--body-class')
     finder = compose.make_face_finder(face_detector, dlib_detector, dlib_predictor) if manual_box is None else None
     try:
         box = compose.find_face_box(compose.start_image(body_G, body_w), finder, manual_box)
@@ -103,12 +114,22 @@ def main(face_network, body_network, face_seed, body_seed, face_latent, body_lat
     print(f'Wrote {os.path.join(outdir, tag)}.png')
 
 
-def _load_perceptual(kind, device):
+def _start_latent(G, seed, latent, truncation_psi, device, class_idx, class_option):
+    """compose.start_latent, a class error naming this network's class option."""
+    try:
+        return compose.start_latent(G, seed, latent, truncation_psi, device, class_idx=class_idx)
+    except InputError as err:
+        if err.param != 'class_idx':
+            raise
+        raise commands.UserError(f'{class_option}: {err}') from None
+
+
+def _load_perceptual(kind, lin, backbone, device):
     if kind == 'none':
         return None
     from pti import losses
     try:
-        return losses.load_lpips(kind, None, None, device)
+        return losses.load_lpips(kind, lin, backbone, device)
     except losses.WeightsError as err:
         raise commands.UserError(f'{err} (or run with --lpips none for L1 losses only)') from None
 

@@ -89,12 +89,13 @@ def main(network_pkl, input_path, outdir, run_name, inversion, multi_id, max_ima
     if len(paths) > max_images:
         print(f'Inverting the first {max_images} of {len(paths)} photos (--max-images)')
         paths = paths[:max_images]
+    weights, projection_cfg, tuning_cfg = _grouped(settings)
+    weights.check(inversion)            # every missing file in one message, before any work
     device = commands.choose_device(device)
     torch.manual_seed(seed)
 
     print(f'Loading networks from "{network_pkl}"...')
     G = legacy.load_network(network_pkl)['G_ema'].eval().requires_grad_(False).to(device).float()
-    weights, projection_cfg, tuning_cfg = _grouped(settings)
     inverter = Inverter(G, device, inversion, projection_cfg, tuning_cfg, seed, weights, outdir, run_name,
                         reuse_pivots=use_last_pivots)
 

@@ -10,7 +10,8 @@ Each writes its files under --outdir (default latent_direction/) and records the
 attribute's defaults in OUTDIR/edit_config.json, so that
 ``python edit.py --attr_name my_attr --directions OUTDIR`` uses them.
 
-- sefa: the top eigenvectors of the chosen layers' affine weights (no samples needed);
+- sefa: the top eigenvectors of the chosen layers' affine weights (no samples needed); the
+  convolution layers' only, as in the SeFa paper (``--sefa-layers all`` adds the toRGB layers');
 - interfacegan: a linear boundary in W from labelled samples, moved into S space
   (one vector per S layer, as upstream's files are);
 - stylespace: per-channel statistics of positive vs negative samples; the best S
@@ -35,8 +36,8 @@ from stylegan_human.sampling import seed_to_z, synthesize, to_uint8
 
 from .directions import conv_style_layers
 from .interfacegan import train_boundary
-from .sefa import sefa_directions
-from .stylespace import capture_styles, channel_statistics, style_layers
+from .sefa import LAYER_CHOICES, sefa_directions, sefa_layers
+from .stylespace import capture_styles, channel_statistics
 
 CONFIG_FILE = 'edit_config.json'
 
@@ -123,14 +124,23 @@ def _common(fn):
 @cli.command(cls=commands.Command)
 @_common
 @click.option('--layers', type=commands.SEEDS, default='4-7', show_default=True, help='w+ layers to edit')
+@click.option('--sefa-layers', 'which', type=click.Choice(LAYER_CHOICES), default='convs', show_default=True,
+              help="Whose style weights are factorised: convs = the convolution layers' only, toRGB left out (the "
+                   "SeFa paper's definition, as its authors' code does); all = the toRGB layers' too")
 @click.option('--top-k', type=click.IntRange(min=1), default=5, show_default=True)
 @click.option('--index', type=click.IntRange(min=0), default=0, show_default=True, help='Which direction to save')
 @click.option('--strength', type=float, default=5.0, show_default=True)
 @commands.user_errors
-def sefa(network_pkl, name, outdir, layers, top_k, index, strength):
-    """SeFa: directions from the weights of the layers feeding the chosen w+ layers."""
+def sefa(network_pkl, name, outdir, layers, which, top_k, index, strength):
+    """SeFa: directions from the style weights of the layers that read the chosen w+ layers.
+
+    By default the convolution layers' weights only (toRGB left out), as in the SeFa paper."""
     G = load_network(network_pkl)['G_ema'].eval()
-    indices = [i for i, (layer, _) in enumerate(style_layers(G)) if _w_index(G, layer) in layers]
+    indices = sefa_layers(G, layers, which)
+    if not indices:
+        why = ('only toRGB layers read them: add --sefa-layers all' if sefa_layers(G, layers, 'all') else
+               f'this network has w+ layers 0-{G.num_ws - 1}')
+        raise commands.UserError(f'--layers {",".join(map(str, layers))}: no style layer to factorise ({why})')
     try:
         vectors, values = sefa_directions(G, indices, top_k=max(top_k, index + 1))
     except ValueError as err:
@@ -138,24 +148,8 @@ def sefa(network_pkl, name, outdir, layers, top_k, index, strength):
     os.makedirs(os.path.join(outdir, 'sefa'), exist_ok=True)
     atomic_write(os.path.join(outdir, 'sefa', f'{name}.pt'), lambda f: torch.save(torch.from_numpy(vectors[index]), f))
     record_defaults(outdir, 'sefa', name, [list(layers), strength])
-    print(f'eigenvalues: {", ".join(f"{v:.3f}" for v in values[:top_k])}; saved direction {index} to '
+    print(f'eigenvalues ({which}): {", ".join(f"{v:.3f}" for v in values[:top_k])}; saved direction {index} to '
           f'{os.path.join(outdir, "sefa", name + ".pt")}')
-
-
-def _w_index(G, layer_name):
-    """Which w+ entry a style layer reads (StyleGAN2: counted through the blocks; StyleGAN3: its position)."""
-    names = [n for n, _ in style_layers(G)]
-    if hasattr(G.synthesis, 'layer_names'):   # StyleGAN3: w 0 drives the input, layer i reads w i+1
-        return names.index(layer_name) + 1
-    w_index, seen_block = 0, {}
-    for block_name in G.synthesis.block_resolutions:
-        block = getattr(G.synthesis, f'b{block_name}')
-        seen_block[f'b{block_name}'] = w_index
-        w_index += block.num_conv
-    block, layer = layer_name.split('.')
-    start = seen_block[block]
-    return start + (int(layer[-1]) if layer.startswith('conv') and block != 'b4' else
-                    getattr(G.synthesis, block).num_conv if layer == 'torgb' else 0)
 
 
 @cli.command(cls=commands.Command)

@@ -16,7 +16,7 @@ import torch
 from aligner.face import DlibFaceFinder, FaceBox, FaceNotFound, MediaPipeFaceFinder
 from dnnlib.errors import InputError
 from stylegan_human.latent_files import load_latent
-from stylegan_human.sampling import seed_to_z, to_uint8
+from stylegan_human.sampling import make_labels, seed_to_z, to_uint8
 from .optimize import InsetConfig, feathered_paste, fit_to_box, joint_optimize
 
 
@@ -32,12 +32,17 @@ class InsetResult:
 
 
 def start_latent(G: torch.nn.Module, seed: int, latent_path: Optional[str], truncation_psi: float,
-                 device: torch.device) -> torch.Tensor:
-    """w [1, 1, w_dim] from a seed (truncated toward the mean), or w+ [1, num_ws, w_dim] from a file."""
+                 device: torch.device, class_idx: Optional[int] = None) -> torch.Tensor:
+    """w [1, 1, w_dim] from a seed (truncated toward the mean), or w+ [1, num_ws, w_dim] from a file.
+
+    ``class_idx``: the class of a conditional network (needed for a seed; InputError with
+    param='class_idx' when missing, out of range, or given to an unconditional network)."""
     if latent_path is not None:
+        if class_idx is not None:   # not needed (the file holds the code), but a wrong one is still an error
+            make_labels(G, class_idx, 1, device)
         return load_latent(latent_path, G, device)
+    c = make_labels(G, class_idx, 1, device)
     z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device, torch.float32)
-    c = torch.zeros([1, G.c_dim], device=device)
     with torch.no_grad():
         return G.mapping(z, c, truncation_psi=truncation_psi)[:, :1]
 
@@ -61,18 +66,21 @@ def locate(finder: Any, image: torch.Tensor) -> FaceBox:
 
 
 def find_face_box(body_image: torch.Tensor, finder: Any = None, box: Optional[FaceBox] = None) -> FaceBox:
-    """The face's box in the body image: ``box`` as given, else found by ``finder``; it must fit the image."""
+    """The face's box in the body image: ``box`` as given, else found by ``finder``; it must fit the image.
+
+    A found box that reaches past an edge is moved inside (a detection's square may); a box
+    the user gave is used as it is, or refused: moving it would put the face somewhere else."""
+    height, width = body_image.shape[2:]
     if box is None:
         try:
             box = locate(finder, body_image)
         except FaceNotFound as err:
             raise FaceNotFound(f'{err}; say where the face is with a box x0,y0,x1,y1',
                                param='face_box') from None
-    height, width = body_image.shape[2:]
-    box = box.clipped(width, height)
+        box = box.clipped(width, height)
     if box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:
-        raise InputError(f'face box {box.x0},{box.y0},{box.x1},{box.y1} does not fit in the '
-                         f'{width}x{height} body image', param='face_box')
+        raise InputError(f'face box {box.x0},{box.y0},{box.x1},{box.y1} does not fit in the {width}x{height} '
+                         f'body image (x within 0-{width}, y within 0-{height})', param='face_box')
     return box
 
 

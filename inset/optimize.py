@@ -198,7 +198,6 @@ def joint_optimize(face_G: torch.nn.Module, body_G: torch.nn.Module, face_w: tor
             on_step(stage, step, body_image, face_in_box, box)
 
     def face_step(lr, weights):
-        nonlocal box
         body_image, face_image, face_in_box, body_face = render(training=face)
         loss = (losses.face(face_image, ref_face, face_rect, 5000, 1.75)
                 + losses.coarse(face_in_box, body_face, *weights['coarse'])

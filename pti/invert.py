@@ -18,9 +18,10 @@ import torch
 
 from dnnlib.atomic import atomic_write, save_image
 from stylegan_human.batch_report import PHOTO_FAILURES, BatchReport
+from stylegan_human.features.e4e import E4E_SOURCE
 from stylegan_human.network_files import save_network_pkl
 from . import images as pti_images
-from . import losses
+from . import losses, weight_files
 from .projector import ProjectionConfig, project_w
 from .tuning import TuningConfig, synthesize, tune_generator
 
@@ -43,6 +44,25 @@ class WeightFiles:
     e4e: Optional[str] = None            # StyleGAN-Human's e4e_w+.pt (w+ pivots)
     vgg16: str = 'vgg16_nvidia'          # NVIDIA's vgg16.pt (w projection)
 
+    def check(self, inversion: str) -> None:
+        """Raise one WeightsError naming every file that a run with ``inversion`` needs and lacks."""
+        net = self.lpips_type
+        wanted = [(self.lpips_lin or f'lpips_{net}_lin', '--lpips-weights')]
+        # A file of the user's may hold the whole LPIPS module (backbone included): then it needs no backbone.
+        if self.lpips_backbone or not (self.lpips_lin and os.path.isfile(self.lpips_lin)):
+            wanted.append((self.lpips_backbone or losses.DEFAULT_BACKBONE[net], '--lpips-backbone'))
+        others = []
+        if inversion == 'w':
+            wanted.append((self.vgg16, '--vgg16'))
+        elif not (self.e4e and os.path.isfile(self.e4e)):
+            where = f'not found at {self.e4e}' if self.e4e else 'not given'
+            others.append(f"e4e encoder {where}: download StyleGAN-Human's e4e_w+.pt from "
+                          f'{E4E_SOURCE} and pass it with --e4e PATH (or use --inversion w)')
+        try:
+            weight_files.check_present(wanted, others)
+        except weight_files.WeightsMissing as err:
+            raise losses.WeightsError(str(err)) from None
+
 
 class Inverter:
     """Holds the networks and settings of one run; ``pivot(target, name)`` and ``tune(...)``."""
@@ -60,6 +80,7 @@ class Inverter:
         self.run_name = run_name
         self.reuse_pivots = reuse_pivots
         self.progress = progress
+        weights.check(inversion)
         self.lpips = losses.load_lpips(weights.lpips_type, weights.lpips_lin, weights.lpips_backbone, device)
         if inversion == 'w+':
             self.encoder = losses.load_encoder(weights.e4e, G.num_ws, device)

@@ -23,7 +23,7 @@ class WeightsError(FileFormatError):
     """A weight file is missing or unusable (one line)."""
 
 
-_DEFAULT_BACKBONE = {'alex': 'alexnet_torchvision', 'vgg': 'vgg16_torchvision'}
+DEFAULT_BACKBONE = {'alex': 'alexnet_torchvision', 'vgg': 'vgg16_torchvision'}
 
 
 def _state_dict(path):
@@ -46,7 +46,7 @@ def load_lpips(net: str = 'alex', lin: Optional[str] = None, backbone: Optional[
         if any(k.startswith('net.') for k in lin_dict):       # one file with the whole lpips module
             backbone_dict, lin_dict = lpips_module_to_published(lin_dict, net)
         else:
-            backbone_path = weight_files.resolve(backbone or _DEFAULT_BACKBONE[net], option='--lpips-backbone')
+            backbone_path = weight_files.resolve(backbone or DEFAULT_BACKBONE[net], option='--lpips-backbone')
             backbone_dict = _state_dict(backbone_path)
         model = LPIPS(net).load_published(backbone_dict, lin_dict)
     except weight_files.WeightsMissing as err:

@@ -2,7 +2,8 @@
 
 Nothing is downloaded unless asked: ``resolve(name_or_path)`` returns a local
 file (a path, or a name already in the download cache) and otherwise raises
-:class:`WeightsMissing` saying which file and how to get it. Download by name::
+:class:`WeightsMissing` saying which file and how to get it; ``check_present`` names every
+missing file of a run in one message. Download by name::
 
     python -m pti.weight_files                 # the table
     python -m pti.weight_files download lpips_alex_lin
@@ -11,7 +12,7 @@ file (a path, or a name already in the download cache) and otherwise raises
 import dataclasses
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from dnnlib import util
 from dnnlib.errors import MissingFileError
@@ -57,6 +58,34 @@ def resolve(name_or_path: str, option: Optional[str] = None, download: bool = Fa
         raise WeightsMissing(f'{entry.what} ({entry.name}) is not downloaded: run '
                              f'"python -m pti.weight_files download {entry.name}" (from {entry.url}){how}')
     return cached
+
+
+def check_present(wanted: Sequence[Tuple[str, Optional[str]]], other_problems: Sequence[str] = ()) -> None:
+    """Raise one WeightsMissing naming every file of ``wanted`` that is not here, each with its download command.
+
+    wanted: (name or path, the option that takes a file instead); other_problems: lines for
+    files that have no download name (e.g. the e4e encoder), put in the same message.
+    Nothing is downloaded."""
+    problems, to_download = [], []
+    for name_or_path, option in wanted:
+        if os.path.isfile(name_or_path):
+            continue
+        entry = FILES.get(name_or_path)
+        if entry is None:
+            given = f'{option} ' if option else ''
+            problems.append(f'{given}{name_or_path}: no such file, and not a known weight name '
+                            f'(python -m pti.weight_files lists them)')
+        elif util.find_cached(entry.url) is None and entry.name not in to_download:
+            to_download.append(entry.name)
+            how = f', or pass a file with {option}' if option else ''
+            problems.append(f'{entry.name} ({entry.what}): python -m pti.weight_files download {entry.name}{how}')
+    problems += list(other_problems)
+    if not problems:
+        return
+    message = f'{len(problems)} weight file(s) missing: ' + '; '.join(problems)
+    if len(to_download) > 1:
+        message += f'. To download these at once: python -m pti.weight_files download {" ".join(to_download)}'
+    raise WeightsMissing(message)
 
 
 def main(argv: Sequence[str]) -> int:

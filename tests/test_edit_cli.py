@@ -147,3 +147,32 @@ def test_unreadable_latent_file_is_one_line_naming_it(G, tmp_path, name):
     errors = [line for line in result.output.splitlines() if line.startswith('Error: ')]
     assert len(errors) == 1 and errors[0].startswith(f'Error: --real_w_path: {latent}: not a latent file'), result.output
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('method, wanted', [
+    ('sefa', ['sefa/upper_length.pt']),
+    ('stylespace', ['ss/upper_length/style_vect_mean_5.pkl', 'ss_statics/upper_length_statis/5/statis.csv']),
+    ('interfacegan', [f'ss/upper_length/style_vect_mean_{i}.pkl' for i in range(16)]),
+])
+def test_only_the_chosen_methods_files_are_fetched(G, tmp_path, monkeypatch, method, wanted):
+    from dnnlib import util
+    mirror = _directions(G, tmp_path / 'mirror')
+    base = 'https://mirror.invalid/latent_direction'
+    requested = []
+
+    def fake_open_url(url, return_filename=False, **kwargs):
+        rel = url[len(base) + 1:]
+        requested.append(rel)
+        if not (mirror / rel).exists():              # the published set has 16 S layers, this network 10
+            (mirror / rel).write_bytes(pickle.dumps(np.zeros(0, np.float32)))
+        return str(mirror / rel)
+    monkeypatch.setattr(util, 'open_url', fake_open_url)
+    monkeypatch.setenv('STYLEGAN_HUMAN_DIRECTIONS_URL_BASE', base)
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
+    result = _run(['--attr_name', 'upper_length', '--method', method, '--seeds', '1', '--gen_video', 'False',
+                   '--directions', str(tmp_path / 'nowhere'), '--outdir', str(tmp_path / 'out')])
+    assert sorted(requested) == sorted(wanted)
+    if method == 'interfacegan':                     # layers 10-15 of the published set: not for this network
+        assert result.exit_code == 1 and 'made for another network' in result.output, result.output
+    else:
+        assert result.exit_code == 0, result.output

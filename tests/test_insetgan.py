@@ -169,3 +169,93 @@ def test_cli_without_lpips_weights_says_what_to_do(nets, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert 'python -m pti.weight_files download lpips_alex_lin' in result.output and '--lpips none' in result.output
     assert not (tmp_path / 'out').exists()
+
+
+def _options_named(text):
+    import re
+    return set(re.findall(r'(?<![\w-])--[a-z][a-z0-9_-]*', text))
+
+
+def test_cli_lpips_errors_name_options_it_has_and_those_options_work(nets, tmp_path, monkeypatch):
+    import insetgan
+    from test_pti_networks import alexnet_file, lin_file
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'empty_cache'))
+    options = {opt for param in insetgan.main.params for opt in param.opts}
+    args = [a for a in _net_args() if a not in ('--lpips', 'none')] + ['--face-box', '4,2,28,26']
+    lin, backbone = str(lin_file(tmp_path / 'alex.pth')), str(alexnet_file(tmp_path / 'alexnet.pth'))
+    for extra, named in (([], '--lpips-weights'), (['--lpips-weights', lin], '--lpips-backbone')):
+        result = _run(args + extra + ['--outdir', str(tmp_path / 'out')])
+        assert result.exit_code == 1 and 'Traceback' not in result.output
+        assert named in result.output and _options_named(result.output) <= options, result.output
+        assert not (tmp_path / 'out').exists()
+    args[args.index('--face-box') + 1] = '0,16,32,48'          # AlexNet needs 32 px or more
+    result = _run(args + ['--lpips-weights', lin, '--lpips-backbone', backbone, '--joint_steps', '1',
+                          '--face-steps', '1', '--body-steps', '1', '--outdir', str(tmp_path / 'out')])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / 'out' / '0082_0043_final.png').is_file()
+
+
+@pytest.mark.parametrize('box', ['70,2,100,26', '20,2,44,26', '-4,2,20,26', '4,50,28,74'])
+def test_cli_face_box_outside_the_body_image_is_refused(nets, tmp_path, box):
+    result = _run(_net_args() + ['--face-box', box, '--joint_steps', '1', '--face-steps', '1', '--body-steps', '1',
+                                 '--outdir', str(tmp_path / 'out')])
+    assert result.exit_code == 1 and 'Traceback' not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith('Error: ')]
+    assert len(errors) == 1, result.output
+    assert errors[0].startswith('Error: --face-box') and box in errors[0] and '32x64' in errors[0], errors[0]
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_found_face_box_is_moved_inside_the_image():
+    from inset.compose import find_face_box
+
+    class Finder:
+        def find(self, image):
+            return FaceBox(20, 2, 44, 26)          # a detection's square may reach past the edge
+    assert find_face_box(torch.zeros(1, 3, 64, 32), Finder()) == FaceBox(8, 2, 32, 26)
+
+
+@pytest.fixture(scope='module')
+def conditional_body(tmp_path_factory):
+    from training.networks_stylegan2 import Generator
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, c_dim=3, w_dim=16, img_resolution=64, img_channels=3, square=False,
+                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=16))
+    path = tmp_path_factory.mktemp('cond') / 'cond_body.pkl'
+    legacy.save_network_pkl(G, path)
+    return path
+
+
+def _cond_args(body):
+    args = _net_args()
+    args[args.index('--body_network') + 1] = str(body)
+    return args + ['--face-box', '4,2,28,26', '--joint_steps', '0', '--face-steps', '0', '--body-steps', '0']
+
+
+@pytest.mark.parametrize('extra, message', [
+    ([], 'Error: --body-class: this network is conditional (3 classes): give a class index'),
+    (['--class', '3'], 'Error: --body-class: class 3 does not exist: this network has classes 0-2'),
+    (['--class', '1', '--face-class', '0'], 'Error: --face-class: this network is unconditional'),
+])
+def test_cli_class_of_a_conditional_network_is_asked_for(conditional_body, tmp_path, extra, message):
+    result = _run(_cond_args(conditional_body) + extra + ['--outdir', str(tmp_path / 'out')])
+    assert result.exit_code == 1 and 'Traceback' not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith('Error: ')]
+    assert len(errors) == 1 and errors[0].startswith(message), result.output
+    assert not (tmp_path / 'out').exists()
+
+
+def test_cli_class_labels_the_body_seed(conditional_body, tmp_path):
+    G = legacy.load_network(conditional_body, verbose=False)['G_ema'].eval()
+    z = torch.from_numpy(np.random.RandomState(43).randn(1, G.z_dim)).float()
+    for label in (0, 2):
+        result = _run(_cond_args(conditional_body) + ['--class', str(label), '--outdir', str(tmp_path / str(label))])
+        assert result.exit_code == 0, result.output
+        c = torch.zeros(1, 3)
+        c[0, label] = 1
+        with torch.no_grad():
+            expected = G.mapping(z, c, truncation_psi=0.6)[:, :1].repeat(1, G.num_ws, 1).numpy()
+        with np.load(tmp_path / str(label) / '0082_0043_latents.npz') as latents:
+            assert np.allclose(latents['body_ws'], expected, atol=1e-6)
+    result = _run(_net_args() + ['--face-box', '4,2,28,26', '--class', '0', '--outdir', str(tmp_path / 'u')])
+    assert result.exit_code == 1 and 'Error: --body-class: this network is unconditional' in result.output

@@ -141,3 +141,42 @@ def test_network_without_g_ema(weights, tmp_path):
     result = CliRunner().invoke(run_pti.main, ['--network', str(tmp_path / 'd_only.pkl'), '--input',
                                                str(tmp_path / 'a.png'), '--outdir', str(tmp_path / 'out')] + weights)
     assert result.exit_code == 1 and 'no G_ema' in result.output
+
+
+@pytest.mark.parametrize('args, wanted, unwanted', [
+    ([], ['lpips_alex_lin', 'alexnet_torchvision'], ['vgg16_nvidia']),
+    (['--inversion', 'w'], ['lpips_alex_lin', 'alexnet_torchvision', 'vgg16_nvidia'], ['e4e']),
+    (['--inversion', 'w', '--lpips-type', 'vgg'], ['lpips_vgg_lin', 'vgg16_torchvision', 'vgg16_nvidia'],
+     ['alex']),
+])
+def test_every_missing_weight_file_is_named_at_once_before_any_work(G, tmp_path, monkeypatch, args, wanted,
+                                                                    unwanted):
+    import run_pti
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'empty_cache'))
+    loaded = []
+    monkeypatch.setattr(run_pti.legacy, 'load_network', lambda *a, **k: loaded.append(a))
+    _render(G, 1, tmp_path / 'a.png')
+    result = _run(['--input', str(tmp_path / 'a.png'), '--outdir', str(tmp_path / 'out'),
+                   '--e4e', str(tmp_path / 'no_e4e.pt')] + args)
+    assert result.exit_code == 1 and 'Traceback' not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith('Error: ')]
+    assert len(errors) == 1, result.output
+    for name in wanted:
+        assert f'python -m pti.weight_files download {name}' in errors[0], errors[0]
+    if '--inversion' not in args:
+        assert f'e4e encoder not found at {tmp_path / "no_e4e.pt"}' in errors[0]
+    assert not any(word in errors[0] for word in unwanted), errors[0]
+    assert f'python -m pti.weight_files download {" ".join(wanted)}' in errors[0]     # all at once
+    assert not loaded and not (tmp_path / 'out').exists()
+
+
+def test_a_file_given_for_one_weight_is_not_reported_missing(G, weights, tmp_path, monkeypatch):
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'empty_cache'))
+    _render(G, 1, tmp_path / 'a.png')
+    lin = weights[weights.index('--lpips-weights') + 1]
+    result = _run(['--input', str(tmp_path / 'a.png'), '--outdir', str(tmp_path / 'out'), '--inversion', 'w',
+                   '--lpips-weights', lin, '--lpips-backbone', 'no/such/alexnet.pth'])
+    errors = [line for line in result.output.splitlines() if line.startswith('Error: ')]
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert 'no/such/alexnet.pth: no such file' in errors[0] and '--lpips-backbone' in errors[0]
+    assert 'download vgg16_nvidia' in errors[0] and 'lpips_alex_lin' not in errors[0]
