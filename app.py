@@ -146,7 +146,7 @@ def edited_pair(G, seed, psi, attr, method, strength, directions_root):
     from edit import methods, published
     sample_image, latents = generate_image(G, seed, psi)
     try:
-        root = published.direction_root(attr, directions_root or 'latent_direction')
+        root = published.direction_root(attr, directions_root or 'latent_direction', methods=(method,))
         editor = methods.Editor(G, attr, root, methods=(method,), strength=float(strength))
     except (OSError, ValueError, dnnlib.util.DownloadError) as err:   # DirectionFileError is a ValueError
         raise AppError(f'Editing {attr!r} with {method}: {err}') from None

@@ -87,6 +87,7 @@ def main(face_network, body_network, face_seed, body_seed, body_class, face_clas
     try:
         box = compose.find_face_box(compose.start_image(body_G, body_w), finder, manual_box)
         print(f'Face box in the body image: {box.x0},{box.y0},{box.x1},{box.y1}')
+        _check_box_for_lpips(box, lpips_kind)
         tag = f'{face_seed:04d}_{body_seed:04d}'
         os.makedirs(outdir, exist_ok=True)
         cfg = InsetConfig(joint_steps=joint_steps, face_steps=face_steps, body_steps=body_steps,
@@ -122,6 +123,19 @@ def _start_latent(G, seed, latent, truncation_psi, device, class_idx, class_opti
         if err.param != 'class_idx':
             raise
         raise commands.UserError(f'{class_option}: {err}') from None
+
+
+# The smallest image side each LPIPS backbone takes (AlexNet's strided first layers need 31 px).
+MIN_LPIPS_SIDE = {'alex': 31, 'vgg': 16}
+
+
+def _check_box_for_lpips(box, kind):
+    """The seam loss compares box-sized images: too small a box for the LPIPS backbone is one line."""
+    side = min(box.width, box.height)
+    if kind != 'none' and side < MIN_LPIPS_SIDE[kind]:
+        raise commands.UserError(f'--face-box: the face box is {box.width}x{box.height} px, too small for the '
+                                 f'{kind} LPIPS loss (at least {MIN_LPIPS_SIDE[kind]} px a side); use a larger '
+                                 'body image or --lpips none')
 
 
 def _load_perceptual(kind, lin, backbone, device):

@@ -259,3 +259,14 @@ def test_cli_class_labels_the_body_seed(conditional_body, tmp_path):
             assert np.allclose(latents['body_ws'], expected, atol=1e-6)
     result = _run(_net_args() + ['--face-box', '4,2,28,26', '--class', '0', '--outdir', str(tmp_path / 'u')])
     assert result.exit_code == 1 and 'Error: --body-class: this network is unconditional' in result.output
+
+
+def test_cli_face_box_too_small_for_lpips_is_one_line(nets, tmp_path):
+    from test_pti_networks import alexnet_file, lin_file
+    lin, backbone = str(lin_file(tmp_path / 'alex.pth')), str(alexnet_file(tmp_path / 'alexnet.pth'))
+    args = [a for a in _net_args() if a not in ('--lpips', 'none')]
+    result = _run(args + ['--face-box', '4,2,28,26', '--lpips-weights', lin, '--lpips-backbone', backbone,
+                          '--joint_steps', '1', '--outdir', str(tmp_path / 'out')])
+    assert result.exit_code == 1 and 'Traceback' not in result.output
+    assert '--face-box: the face box is 24x24 px, too small for the alex LPIPS loss (at least 31 px' in result.output
+    assert not (tmp_path / 'out').exists()
