@@ -4,7 +4,7 @@
 Examples:
 python edit.py --network pretrained_models/stylegan_human_v2_1024.pkl --attr_name upper_length \\
     --seeds 61531,61570,61571,61610 --outdir outputs/edit_results
-python edit.py --network outputs/pti/checkpoints/model_test_test.pkl --attr_name upper_length \\
+python edit.py --network outputs/pti/checkpoints/model_test.pkl --attr_name upper_length \\
     --outdir outputs/edit_results --real True --real_w_path outputs/pti/embeddings/test/PTI/test/0.pt \\
     --real_img_path aligned_image/test.png
 
@@ -40,7 +40,8 @@ def parse_bool(value):
 
 
 @click.command(cls=commands.Command, help=__doc__)
-@click.option('--network', 'network_pkl', required=True, help='Network pickle path, URL or zoo name')
+# '---network': upstream's README types three dashes in its inversion -> edit command; it runs as written.
+@click.option('--network', '---network', 'network_pkl', required=True, help='Network pickle path, URL or zoo name')
 @click.option('--attr_name', '--attr-name', 'attr_name', required=True,
               help=f'Attribute: {", ".join(KNOWN_ATTRIBUTES)}')
 @click.option('--trunc', 'truncation_psi', type=float, default=0.8, show_default=True, help='Truncation psi (seeds)')

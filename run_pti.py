@@ -14,7 +14,7 @@ locality regularisation, early stop at --lpips-threshold).
 \b
 Writes, for each photo NAME (upstream's layout, so edit.py --real_w_path works):
   OUTDIR/embeddings/RUN/PTI/NAME/0.pt       the pivot, w+ [1, num_ws, w_dim]
-  OUTDIR/checkpoints/model_RUN_NAME.pkl     the tuned generator (official pickle; G_ema)
+  OUTDIR/checkpoints/model_NAME.pkl         the tuned generator (official pickle; G_ema)
   OUTDIR/NAME.png                           photo | pivot image | tuned image
   OUTDIR/results/RUN/NAME/{target,before,after}.png and metrics.json
 With --multi-id one generator is tuned on all photos: checkpoints/model_RUN_multi_id.pkl.

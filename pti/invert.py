@@ -168,7 +168,7 @@ def invert_each(inverter: Inverter, items: Sequence[Tuple[Union[str, os.PathLike
                 print(f'{name}: {note}')
             pivot = inverter.pivot(target, name)
             tuned, stats = inverter.tune([pivot], [target], name)
-            save_network_pkl({'G_ema': tuned}, os.path.join(checkpoints, f'model_{inverter.run_name}_{name}.pkl'))
+            save_network_pkl({'G_ema': tuned}, os.path.join(checkpoints, f'model_{name}.pkl'))   # upstream's name
             m = write_results(inverter, name, target, pivot, tuned, stats, time.perf_counter() - start, note)
             print(f'{name}: PSNR {m["psnr_after_inversion"]:.2f} -> {m["psnr_after_tuning"]:.2f} dB, '
                   f'LPIPS {m["lpips_after_inversion"]:.4f} -> {m["lpips_after_tuning"]:.4f}')

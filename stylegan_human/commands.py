@@ -61,7 +61,7 @@ def message_for_option(err: Exception, ctx: Optional[click.Context] = None) -> s
         return message
     for option in ctx.command.params:
         if option.name == param and option.opts:
-            flag = max(option.opts, key=len)
+            flag = max(option.opts, key=lambda opt: (not opt.startswith('---'), len(opt)))
             return message if message.startswith(flag) else f'{flag}: {message}'
     return message
 

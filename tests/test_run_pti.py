@@ -61,8 +61,8 @@ def test_w_projection_and_tuning_end_to_end(G, weights, tmp_path):
     assert metrics['psnr_after_tuning'] >= metrics['psnr_after_inversion'] + 3
     assert 0 < metrics['tuning_steps'] <= 60 and metrics['projection_steps'] == 60 and metrics['seconds'] > 0
     # The saved pivot and tuned generator reproduce the saved "after" image exactly.
-    tuned = legacy.load_network(out / 'checkpoints' / 'model_test_person.pkl', verbose=False)['G_ema']
-    with open(out / 'checkpoints' / 'model_test_person.pkl', 'rb') as f:
+    tuned = legacy.load_network(out / 'checkpoints' / 'model_person.pkl', verbose=False)['G_ema']
+    with open(out / 'checkpoints' / 'model_person.pkl', 'rb') as f:
         assert sorted(pickle.load(f)) == ['G_ema']
     with torch.no_grad():
         again = pti_images.tensor_to_uint8(tuned.synthesis(pivot, noise_mode='const', force_fp32=True))
@@ -73,7 +73,7 @@ def test_w_projection_and_tuning_end_to_end(G, weights, tmp_path):
     # edit.py takes the result as upstream's README shows (directions in upstream's layout).
     from test_edit_cli import _cli, _directions
     directions = _directions(tuned, tmp_path / 'directions')
-    edited = CliRunner().invoke(_cli(), ['--network', str(out / 'checkpoints' / 'model_test_person.pkl'),
+    edited = CliRunner().invoke(_cli(), ['--network', str(out / 'checkpoints' / 'model_person.pkl'),
                                          '--attr_name', 'upper_length', '--real', 'True', '--real_w_path',
                                          str(out / 'embeddings' / 'test' / 'PTI' / 'person' / '0.pt'),
                                          '--real_img_path', str(tmp_path / 'in' / 'person.png'), '--directions',
@@ -115,7 +115,7 @@ def test_aligned_fixture_photo_runs_end_to_end(weights, tmp_path):
                              '--inversion', 'w', '--first-inv-steps', '5', '--pti-steps', '5'])
     assert result.exit_code == 0, result.output
     assert 'resized from 512x1024 to 32x64' in result.output
-    assert (tmp_path / 'out' / 'checkpoints' / 'model_test_p_top_tee.pkl').is_file()
+    assert (tmp_path / 'out' / 'checkpoints' / 'model_p_top_tee.pkl').is_file()
 
 
 @pytest.mark.parametrize('args, message', [
