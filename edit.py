@@ -61,6 +61,7 @@ def parse_bool(value):
 @click.option('--directions', 'directions_dir', default='latent_direction', show_default=True, metavar='DIR',
               help="Folder in upstream's latent_direction layout (fetched when it lacks the attribute)")
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
+@commands.precision_option
 @commands.user_errors
 def main(network_pkl, attr_name, truncation_psi, gen_video, combine, seeds, outdir, real, real_w_path, real_img_path,
          method, strength, layers, directions_dir, device):

@@ -52,6 +52,7 @@ GRID = commands.ParsedType('WxH', _parse_grid)
 @click.option('--output', help='Output video file (.mp4, or .gif)', required=True, metavar='FILE')
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--trust-embedded-code', is_flag=True, help='Run the code embedded in the pickle (only for files you trust)')
+@commands.precision_option
 @commands.user_errors
 def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, output,
          device, trust_embedded_code):

@@ -61,11 +61,11 @@ from stylegan_human.sampling import (  # noqa: F401
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=None, help='Images per forward pass  [default: 1 on CPU; on a GPU as many as half its free memory holds, at most 32]')
 @click.option('--latents/--no-latents', 'write_latents', default=True, show_default=True, help='Also write seeds, z and w to OUTDIR/latents.npz')
-@commands.precision_option
 @click.option('--trust-embedded-code', is_flag=True, help='Run the code embedded in the pickle (only for files you trust)')
+@commands.precision_option
 @commands.user_errors
 def main(network_pkl, seeds, projected_w, truncation_psi, truncation_cutoff, noise_mode, outdir, version,
-         class_idx, translate, rotate, device, batch_size, write_latents, precision, trust_embedded_code):
+         class_idx, translate, rotate, device, batch_size, write_latents, trust_embedded_code):
     if seeds is None and projected_w is None:
         raise commands.UserError('Missing option --seeds (or give --projected-w FILE)')
     job = processes.torchrun_environment()
@@ -73,7 +73,6 @@ def main(network_pkl, seeds, projected_w, truncation_psi, truncation_cutoff, noi
     if job is not None and device.type == 'cuda':
         device = torch.device('cuda', job.local_rank)   # one GPU per process on each machine
     first_process = job is None or job.rank == 0
-    number_format = commands.use_precision(precision, device)
     if first_process:
         print(f'Loading networks from "{network_pkl}"...')
     G = legacy.load_network(network_pkl, trust_embedded_code=trust_embedded_code)['G_ema']
@@ -84,16 +83,14 @@ def main(network_pkl, seeds, projected_w, truncation_psi, truncation_cutoff, noi
     if projected_w is not None:
         if seeds is not None and first_process:
             print('Note: --seeds is ignored with --projected-w')
-        with number_format:
-            _render_codes(G, projected_w, outdir, noise_mode, device, job)
+        _render_codes(G, projected_w, outdir, noise_mode, device, job)
         return
     group = processes.ProcessGroup(job) if job is not None else None
     try:
-        with number_format:
-            _generate(G, seeds, outdir, dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                                             noise_mode=noise_mode, class_idx=class_idx, translate=translate,
-                                             rotate=rotate, batch_size=batch_size, device=device),
-                      write_latents, group)
+        _generate(G, seeds, outdir, dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                                         noise_mode=noise_mode, class_idx=class_idx, translate=translate,
+                                         rotate=rotate, batch_size=batch_size, device=device),
+                  write_latents, group)
     finally:
         if group is not None:
             group.close()

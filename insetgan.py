@@ -69,6 +69,7 @@ from stylegan_human import commands, runtime
 @click.option('--face-weight', type=float, default=1.0, show_default=True, help='Scale of the keep-the-face loss')
 @click.option('--reg-weight', type=float, default=1.0, show_default=True, help='Scale of the body w regulariser')
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
+@commands.precision_option
 @commands.user_errors
 def main(face_network, body_network, face_seed, body_seed, body_class, face_class, face_latent, body_latent, joint_steps, face_steps,
          body_steps, truncation_psi, outdir, video, face_box, face_detector, dlib_detector, dlib_predictor,

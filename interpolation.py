@@ -44,6 +44,7 @@ from stylegan_human.video import FrameWriter
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=1, show_default=True, help='Frames per forward pass')
 @click.option('--trust-embedded-code', is_flag=True, help='Run the code embedded in the pickle (only for files you trust)')
+@commands.precision_option
 @commands.user_errors
 def main(network_pkl, seeds, truncation_psi, noise_mode, outdir, save_mid_image, fps, num_interps, video_format,
          space, method, loop, class_idx, device, batch_size, trust_embedded_code):

@@ -43,6 +43,7 @@ from stylegan_human.photos import PhotoError
               help="NVIDIA's vgg16.pt (the perceptual distance)")
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--trust-embedded-code', is_flag=True, help='Run the code embedded in the pickle (only for files you trust)')
+@commands.precision_option
 @commands.user_errors
 def main(network_pkl, target_fname, num_steps, seed, save_video, outdir, vgg16_weights, device, trust_embedded_code):
     device = commands.choose_device(device)

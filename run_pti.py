@@ -72,6 +72,7 @@ from stylegan_human.photos import IMAGE_SUFFIXES, list_photos
               help='Read the loss from the device every N steps (early stop granularity)')
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--seed', type=int, default=0, show_default=True, help='Seed for noise and sampling')
+@commands.precision_option
 @commands.user_errors
 def main(network_pkl, input_path, outdir, run_name, inversion, multi_id, max_images, use_last_pivots, device, seed,
          **settings):

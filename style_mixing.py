@@ -31,6 +31,7 @@ from stylegan_human.style_mixing import mixing_grid, style_mix
 @click.option('--class', 'class_idx', type=int, help='Class label for a conditional network')
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--trust-embedded-code', is_flag=True, help='Run the code embedded in the pickle (only for files you trust)')
+@commands.precision_option
 @commands.user_errors
 def main(network_pkl, row_seeds, col_seeds, styles, truncation_psi, noise_mode, outdir, class_idx,
          device, trust_embedded_code):

@@ -40,6 +40,7 @@ from stylegan_human.video import FrameWriter
 @click.option('--class', 'class_idx', type=int, help='Class label for a conditional network')
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
 @click.option('--trust-embedded-code', is_flag=True, help='Run the code embedded in the pickle (only for files you trust)')
+@commands.precision_option
 @commands.user_errors
 def main(network_pkl, src_seed, dst_seeds, styles, only_stylemix, truncation_psi, duration_sec, mp4_fps,
          indent_range, outdir, noise_mode, batch_size, class_idx, device, trust_embedded_code):

@@ -232,9 +232,14 @@ PRECISION_OPTION_HELP = ('Number format of the synthesis: fp32 (exact), bf16 (se
 
 
 def precision_option(fn: Callable) -> Callable:
-    """The ``--precision fp32|bf16|auto`` option (default fp32), passed as ``precision``."""
+    """Decorator: the ``--precision fp32|bf16|auto`` option (default fp32); the command's body
+    runs in that number format on the device its ``--device`` option names."""
+    @functools.wraps(fn)
+    def wrapper(*args, precision='fp32', **kwargs):
+        with use_precision(precision, choose_device(kwargs.get('device', 'auto'))):
+            return fn(*args, **kwargs)
     return click.option('--precision', type=click.Choice(['fp32', 'bf16', 'auto']), default='fp32',
-                        show_default=True, help=PRECISION_OPTION_HELP)(fn)
+                        show_default=True, help=PRECISION_OPTION_HELP)(wrapper)
 
 
 def use_precision(name: str, device: 'torch.device') -> contextlib.AbstractContextManager:
