@@ -3,7 +3,7 @@
 \b
 python benchmarks/bench_generate.py                 # all three networks (several minutes)
 python benchmarks/bench_generate.py --only sg3r_512 --reps 2
-python benchmarks/bench_generate.py --quick         # tiny networks: a smoke test of the script
+python benchmarks/bench_generate.py --quick         # tiny networks, small GEMMs: a smoke test of the script
 
 For each network (published configurations, random weights: z = w = 512, 8
 mapping layers, channel_base 32768 (65536 for StyleGAN3-R), channel_max 512
@@ -77,14 +77,14 @@ def reference_flops(G):
     return counter.get_total_flops()
 
 
-def measure_child(name, spec, mode, batch, reps, out_path):
+def measure_child(name, spec, mode, batch, reps, out_path, number_format='fp32'):
     """Runs in a subprocess: time per image, peak RSS, raw output of seed 0 (saved for the diff).
 
     Images are made as the scripts make them: mapping, then the sampling layer's synthesis
-    (image by image on the CPU fast path, the whole batch otherwise).
+    (image by image on the CPU fast path, the whole batch otherwise), in ``number_format``.
     """
     from stylegan_human.sampling import synthesize
-    from torch_utils import allocator
+    from torch_utils import allocator, precision
     from torch_utils.ops import ops_mode
     if mode == 'fast':
         allocator.reuse_freed_memory()  # what the scripts do; the reference keeps the default allocator
@@ -93,10 +93,11 @@ def measure_child(name, spec, mode, batch, reps, out_path):
 
     def images():
         return synthesize(G, G.mapping(z, None), noise_mode='const', force_fp32=True)
-    with torch.no_grad(), ops_mode.use_ops(mode):
+    dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
+    with torch.no_grad(), ops_mode.use_ops(mode), precision.use_precision(dtype):
         first = images()          # warm-up, and the output to compare
         times = [_time(images) for _ in range(reps)]
-    np.save(out_path, first[:1].numpy())
+    np.save(out_path, first[:1].float().numpy())
     print(json.dumps({'seconds_per_image': min(times) / batch, 'peak_mb': peak_rss_mb()}))
 
 
@@ -111,12 +112,33 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(name, spec, mode, batch, reps, workdir):
-    out = os.path.join(workdir, f'{name}_{mode}_{batch}.npy')
+def psnr_child(spec, seeds):
+    """Runs in a subprocess: mean and lowest PSNR (dB) of bf16 images against fp32 over ``seeds``."""
+    from stylegan_human.sampling import generate_images
+    from torch_utils import allocator, precision
+    allocator.reuse_freed_memory()
+    G = build(spec)
+    values = []
+    for seed in range(seeds):
+        exact = generate_images(G, [seed])[0].image.astype(np.float64)
+        with precision.use_precision(torch.bfloat16):
+            rounded = generate_images(G, [seed])[0].image.astype(np.float64)
+        values.append(10 * np.log10(255 ** 2 / max(np.mean((exact - rounded) ** 2), 1e-12)))
+    print(json.dumps({'psnr_mean': float(np.mean(values)), 'psnr_min': float(np.min(values))}))
+
+
+def _python(call):
+    """Run ``bench_generate.<call>`` in a fresh interpreter; its last stdout line is JSON."""
     code = (f'import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "benchmarks")!r}); '
-            f'import bench_generate as b; b.measure_child({name!r}, {spec!r}, {mode!r}, {batch}, {reps}, {out!r})')
+            f'import bench_generate as b; b.{call}')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1]), np.load(out)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_child(name, spec, mode, batch, reps, workdir, number_format='fp32'):
+    out = os.path.join(workdir, f'{name}_{mode}_{batch}_{number_format}.npy')
+    return _python(f'measure_child({name!r}, {spec!r}, {mode!r}, {batch}, {reps}, {out!r}, {number_format!r})'), \
+        np.load(out)
 
 
 def published_layout(G, spec):
@@ -175,11 +197,17 @@ def cold_start(spec, workdir, reps):
 @click.option('--quick', is_flag=True, help='Tiny networks instead of the published ones')
 @click.option('--cold-reps', type=click.IntRange(min=1), default=3, show_default=True,
               help='Cold starts per file (best counts)')
+@click.option('--psnr-seeds', type=click.IntRange(min=1), default=100, show_default=True,
+              help='Seeds over which bf16 images are compared with fp32')
+@click.option('--bf16/--no-bf16', 'with_bf16', default=None,
+              help='Also time --precision bf16  [default: where the CPU has native bf16]')
 @click.option('--out', 'out_json', default=None, help='Also write the results as JSON')
-def main(only, reps, batch, quick, cold_reps, out_json):
+def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json):
     networks = QUICK if quick else NETWORKS
     if only:
         networks = {k: v for k, v in networks.items() if k in only.split(',')}
+    with_bf16 = machine.bf16_native() if with_bf16 is None else with_bf16
+    gemm_size = 1024 if quick else machine.GEMM_SIZE
     print(machine.describe())
     print(f'{"network":10} {"batch":>5} {"GFLOP":>7} {"ref s/img":>10} {"fast s/img":>11} {"speed-up":>9} '
           f'{"roofline":>9} {"ref MB":>7} {"fast MB":>8} {"max diff":>9}  GEMM around the fast run')
@@ -190,7 +218,7 @@ def main(only, reps, batch, quick, cold_reps, out_json):
             flops = reference_flops(build(spec))
             for b in (1, batch):
                 ref, ref_out = run_child(name, spec, 'ref', b, reps, workdir)
-                with machine.roofline(with_bf16=False) as limit:
+                with machine.roofline(with_bf16=False, size=gemm_size) as limit:
                     fast, fast_out = run_child(name, spec, 'fast', b, reps, workdir)
                 busy = busy or limit.busy
                 row = dict(network=name, batch=b, gflop=flops / 1e9, ref=ref['seconds_per_image'],
@@ -203,6 +231,25 @@ def main(only, reps, batch, quick, cold_reps, out_json):
                 print(f'{name:10} {b:5d} {row["gflop"]:7.1f} {row["ref"]:10.2f} {row["fast"]:11.2f} '
                       f'{row["speedup"]:8.2f}x {100 * row["roofline"]:8.0f}% {row["ref_mb"]:7.0f} '
                       f'{row["fast_mb"]:8.0f} {row["max_diff"]:9.1e}  {limit.summary()}')
+        bf16_rows = []
+        if with_bf16:
+            print(f'\n--precision bf16, batch 1: {"network":10} {"fp32 s/img":>10} {"bf16 s/img":>10} {"speed-up":>9} '
+                  f'{"bf16 roofline":>13} {"PSNR mean / min":>16}  GEMM around the bf16 run')
+            for name, spec in networks.items():
+                flops = reference_flops(build(spec))
+                fp32 = next(r for r in rows if r['network'] == name and r['batch'] == 1)
+                with machine.roofline(with_bf16=True, size=gemm_size) as limit:
+                    bf16, _ = run_child(name, spec, 'fast', 1, reps, workdir, number_format='bf16')
+                busy = busy or limit.busy
+                quality = _python(f'psnr_child({spec!r}, {psnr_seeds})')
+                row = dict(network=name, fp32=fp32['fast'], bf16=bf16['seconds_per_image'], busy=limit.busy,
+                           bf16_gemm_gflops=limit.bf16 / 1e9, psnr_seeds=psnr_seeds, **quality)
+                row['speedup'] = row['fp32'] / row['bf16']
+                row['roofline'] = flops / limit.bf16 / row['bf16']
+                bf16_rows.append(row)
+                print(f'{"":27}{name:10} {row["fp32"]:10.3f} {row["bf16"]:10.3f} {row["speedup"]:8.2f}x '
+                      f'{100 * row["roofline"]:12.0f}% {row["psnr_mean"]:8.1f} / {row["psnr_min"]:4.1f} dB  '
+                      f'{limit.summary()}')
         first = next(iter(networks.values()))
         starts = cold_start(first, workdir, cold_reps)
         print(f'cold start to the first image, generate.py ({next(iter(networks))}): '
@@ -213,7 +260,8 @@ def main(only, reps, batch, quick, cold_reps, out_json):
               f'starting Python + importing torch, paid by both: {starts["import_torch"]:.2f} s')
     if out_json:
         with open(out_json, 'w') as f:
-            json.dump({'machine': machine.describe(), 'busy': busy, 'rows': rows, 'cold_start': starts}, f, indent=1)
+            json.dump({'machine': machine.describe(), 'busy': busy, 'rows': rows, 'bf16_rows': bf16_rows,
+                       'cold_start': starts}, f, indent=1)
 
 
 if __name__ == '__main__':

@@ -83,15 +83,16 @@ def _cpu_seconds():
 class Roofline:
     """The GEMM rates measured around a timed block (fp32, and bf16 where the CPU has it)."""
 
-    def __init__(self, with_bf16: bool):
+    def __init__(self, with_bf16: bool, size: int = GEMM_SIZE):
         self.with_bf16 = with_bf16
+        self.size = size
         self.before, self.after = {}, {}
         self.others = float('nan')     # cores used on average by other processes during the block
 
     def _measure(self):
-        rates = {'fp32': gemm_rate(torch.float32)}
+        rates = {'fp32': gemm_rate(torch.float32, self.size)}
         if self.with_bf16:
-            rates['bf16'] = gemm_rate(torch.bfloat16)
+            rates['bf16'] = gemm_rate(torch.bfloat16, self.size)
         return rates
 
     @property
@@ -119,9 +120,10 @@ class Roofline:
 
 
 @contextlib.contextmanager
-def roofline(with_bf16: bool = None):
-    """``with roofline() as r: <timed block>`` -> ``r.fp32``, ``r.bf16``, ``r.busy``, ``r.summary()``."""
-    r = Roofline(bf16_native() if with_bf16 is None else with_bf16)
+def roofline(with_bf16: bool = None, size: int = GEMM_SIZE):
+    """``with roofline() as r: <timed block>`` -> ``r.fp32``, ``r.bf16``, ``r.busy``, ``r.summary()``.
+    (A smaller ``size`` is only for smoke tests: small products do not reach the peak.)"""
+    r = Roofline(bf16_native() if with_bf16 is None else with_bf16, size)
     r.before = r._measure()
     start, (total0, own0) = time.perf_counter(), _cpu_seconds()
     yield r

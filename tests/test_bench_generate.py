@@ -19,7 +19,8 @@ def _bench():
 def test_quick_run_writes_a_complete_table(tmp_path):
     bench = _bench()
     out = tmp_path / 'bench.json'
-    result = CliRunner().invoke(bench.main, ['--quick', '--only', 'sg2_quick', '--reps', '1', '--batch', '2',
+    result = CliRunner().invoke(bench.main, ['--quick', '--only', 'sg2_quick', '--reps', '1', '--batch', '2', '--bf16',
+                                             '--psnr-seeds', '2',
                                              '--cold-reps', '1', '--out', str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
@@ -29,6 +30,9 @@ def test_quick_run_writes_a_complete_table(tmp_path):
     for row in rows:
         assert row['gflop'] > 0 and row['ref'] > 0 and row['fast'] > 0 and row['fast_mb'] > 0
         assert row['max_diff'] < 1e-3
+    (bf16,) = data['bf16_rows']
+    assert bf16['network'] == 'sg2_quick' and bf16['bf16'] > 0 and bf16['bf16_gemm_gflops'] > 0
+    assert 20 < bf16['psnr_min'] <= bf16['psnr_mean'] < 100 and bf16['psnr_seeds'] == 2
     starts = data['cold_start']
     assert starts['pickle'] > starts['pickle_load'] > 0 and starts['safetensors'] > starts['safetensors_load'] > 0
     assert starts['import_torch'] > 0
