@@ -1,4 +1,4 @@
-"""A local web app: generate, interpolate, style-mix, edit and align people in the browser.
+"""A local web app: generate, interpolate, style-mix, edit, align and invert people in the browser.
 
 \b
 python app.py --network stylegan_human_v2_512            # then open http://127.0.0.1:7860
@@ -15,24 +15,36 @@ are bounded (--max-mix-rows, --max-mix-cols, --max-interp-steps, ...) before wor
 starts; at most --max-networks networks (--max-network-mb of weights) stay loaded,
 the least recently used going first. The server listens on 127.0.0.1 only unless
 --host says otherwise; --share asks Gradio for a public link.
+
+\b
+The Invert tab runs run_pti.py's inversion on an uploaded photo; it reads the same
+weight files (--vgg16, --lpips-weights, --lpips-backbone, --e4e) and asks for at most
+--max-projection-steps and --max-pti-steps steps.
 """
 
+import dataclasses
 import functools
 import os
+import shutil
 import tempfile
+import threading
+import uuid
 
 import click
 import numpy as np
 import torch
 
-from dnnlib.atomic import atomic_write
+from dnnlib.atomic import atomic_write, save_image
 from dnnlib.errors import InputError, ToolkitError
 import dnnlib.util
 import legacy
+from pti.invert import Inverter, PhotoInversion, WeightFiles, invert_photo
+from pti.projector import ProjectionConfig
+from pti.tuning import TuningConfig
 from stylegan_human import commands, interpolation, runtime, sampling, style_mixing
 from stylegan_human.network_access import NetworkAccess, shown as shown_spec
 from stylegan_human.network_cache import MIB, NetworkCache
-from stylegan_human.request_limits import RequestLimits, check_seed
+from stylegan_human.request_limits import RequestLimits, check_count, check_seed, whole_number
 
 STRIP_FRAMES = 8   # frames shown side by side in the interpolation strip
 
@@ -143,16 +155,30 @@ def mixing_grid(G, row_seeds, col_seeds, styles, psi=0.8, noise_mode='const', li
 
 def edited_pair(G, seed, psi, attr, method, strength, directions_root):
     """(unedited, edited, latents) for one seed, with edit.py's directions and defaults."""
-    from edit import methods, published
     sample_image, latents = generate_image(G, seed, psi)
+    ws = torch.from_numpy(latents['w'])
+    return sample_image, edited_image(G, ws, attr, method, strength, directions_root), latents
+
+
+def edited_inversion(inversion, attr, method, strength, directions_root):
+    """(unedited, edited, latents) of an inverted photo: its tuned generator at its pivot, as edit.py --real does.
+
+    The pivot is used as it is (no truncation), so the unedited image is the inversion's result.
+    """
+    edited = edited_image(inversion.tuned, inversion.pivot, attr, method, strength, directions_root)
+    return inversion.images['after'], edited, dict(w=inversion.pivot.detach().cpu().numpy())
+
+
+def edited_image(G, ws, attr, method, strength, directions_root):
+    """The image of ``ws`` ([1, num_ws, w_dim]) edited by ``method`` at ``strength`` (uint8 HWC)."""
+    from edit import methods, published
     try:
         root = published.direction_root(attr, directions_root or 'latent_direction', methods=(method,))
         editor = methods.Editor(G, attr, root, methods=(method,), strength=float(strength))
     except (OSError, ValueError, dnnlib.util.DownloadError) as err:   # DirectionFileError is a ValueError
         raise AppError(f'Editing {attr!r} with {method}: {err}') from None
-    ws = torch.from_numpy(latents['w']).to(next(G.parameters()).device)
-    edited = sampling.to_uint8(editor.image(ws, method))[0].cpu().numpy()
-    return sample_image, edited, latents
+    ws = ws.to(next(G.parameters()).device)
+    return sampling.to_uint8(editor.image(ws, method))[0].cpu().numpy()
 
 
 def aligned_photo(photo, limits=RequestLimits()):
@@ -168,20 +194,146 @@ def aligned_photo(photo, limits=RequestLimits()):
         raise AppError(f'Alignment: {err}') from None
 
 
+PIVOTS = {'W projection': 'w', 'e4e encoder (w+)': 'w+'}   # the Invert tab's choices -> run_pti.py --inversion
+INVERTED_PERSON = 'Inverted photo'                             # the Edit tab's choice for the last inversion
+
+
+@dataclasses.dataclass(frozen=True)
+class InversionSettings:
+    """The Invert tab's weight files (by default the download cache's, as run_pti.py) and step limits."""
+    weights: WeightFiles = dataclasses.field(default_factory=WeightFiles)
+    max_projection_steps: int = 450    # run_pti.py --first-inv-steps default
+    max_tuning_steps: int = 350        # run_pti.py --pti-steps default
+
+    def __post_init__(self):
+        for name in ('max_projection_steps', 'max_tuning_steps'):
+            if not getattr(self, name) > 0:
+                raise InputError(f'{name} limit must be positive, not {getattr(self, name)}', param=name)
+
+    def check_steps(self, projection_steps, tuning_steps):
+        """Both step counts as ints within the limits (tuning may be 0: the pivot alone)."""
+        projection = whole_number(projection_steps, 'Invert', 'projection steps')
+        tuning = whole_number(tuning_steps, 'Invert', 'tuning steps')
+        if projection < 1:
+            raise InputError(f'Invert: projection steps must be at least 1, not {projection}')
+        if tuning < 0:
+            raise InputError(f'Invert: tuning steps must be 0 or more, not {tuning}')
+        check_count(projection, self.max_projection_steps, 'Invert', 'projection steps')
+        check_count(tuning, self.max_tuning_steps, 'Invert', 'tuning steps')
+        return projection, tuning
+
+    def e4e_available(self):
+        return bool(self.weights.e4e) and os.path.isfile(self.weights.e4e)
+
+    def missing(self, inversion='w'):
+        """The one-line message naming every weight file an inversion needs and lacks, or None."""
+        try:
+            self.weights.check(inversion)
+        except ToolkitError as err:
+            return str(err)
+        return None
+
+
+def check_invertible(G):
+    """Photos are aligned to 1:2 (full body): a network of another shape cannot take them."""
+    from pti.images import network_size
+    width, height = network_size(G)
+    if width * 2 != height:
+        raise AppError(f'Invert: this network makes {width}x{height} images; aligned photos are 1:2 '
+                       '(full body), so inverting needs a 2:1 network such as the StyleGAN-Human ones')
+
+
+def inverted_photo(G, aligned, folder, settings, inversion='w', projection_steps=450, tuning_steps=350,
+                   device='cpu', on_step=None) -> PhotoInversion:
+    """run_pti.py on one aligned photo (HxWx3 uint8), into ``folder`` in run_pti.py's layout.
+
+    ``on_step(phase, steps_done, total) -> stop?`` is told before every projection and tuning step
+    (pti.invert.invert_photo); a stop keeps and returns the result so far. Returns a
+    pti.invert.PhotoInversion (pivot, tuned generator, images, metrics, file paths).
+    """
+    check_invertible(G)
+    photo_path = os.path.join(folder, 'aligned', 'photo.png')
+    save_image(aligned, photo_path)            # read back by the library exactly as run_pti.py reads a photo
+    inverter = Inverter(G, device, inversion, ProjectionConfig(steps=projection_steps),
+                        TuningConfig(steps=tuning_steps), 0, settings.weights, folder, 'app', progress=False)
+    return invert_photo(inverter, photo_path, 'photo', os.path.join(folder, 'checkpoints'), on_step=on_step)
+
+
+def inversion_summary(result):
+    """One line for the page: the numbers before and after tuning, the steps, and any stop or note."""
+    m = result.metrics
+    text = (f'PSNR {m["psnr_after_inversion"]:.2f} dB after the pivot, {m["psnr_after_tuning"]:.2f} dB after '
+            f'tuning; LPIPS {m["lpips_after_inversion"]:.4f} -> {m["lpips_after_tuning"]:.4f} '
+            f'({m["projection_steps"]} projection steps, {m["tuning_steps"]} tuning steps, {m["seconds"]:.1f} s)')
+    if result.stopped:
+        text = 'Stopped: ' + text
+    if result.note:
+        text += f'; photo {result.note}'
+    return text
+
+
+class Inversions:
+    """The latest inversion (one tuned generator at most) and the page session it belongs to; the running job's Stop."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._latest = None          # (session, PhotoInversion, folder)
+        self._running = None         # (session, threading.Event)
+
+    def start(self, session):
+        """A fresh stop flag for ``session``'s job (one job runs at a time: the queue sees to it)."""
+        with self._lock:
+            self._running = (session, threading.Event())
+            return self._running[1]
+
+    def finish(self):
+        with self._lock:
+            self._running = None
+
+    def stop(self, session):
+        """Ask ``session``'s running inversion to stop at its next step; False if it has none."""
+        with self._lock:
+            if self._running is None or self._running[0] != session:
+                return False
+            self._running[1].set()
+            return True
+
+    def keep(self, session, result, folder):
+        """Keep ``result`` as the latest; the previous one (generator and files) is let go."""
+        with self._lock:
+            previous, self._latest = self._latest, (session, result, folder)
+        if previous is not None and previous[2] != folder:
+            shutil.rmtree(previous[2], ignore_errors=True)
+
+    def latest(self, session):
+        with self._lock:
+            if self._latest is None or self._latest[0] != session:
+                raise AppError('Edit: no inverted photo yet: invert one in the Invert tab first '
+                               '(the page keeps only the latest inversion)')
+            return self._latest[1]
+
+
+def _session(request):
+    return getattr(request, 'session_hash', None) or ''
+
+
 # ----------------------------------------------------------------------------
 # The page.
 
 
 def build_app(networks, default_network='', directions_root=None, workdir=None, limits=RequestLimits(),
-              queue_size=None):
+              queue_size=None, inversion=None):
     """The Gradio Blocks app; ``networks`` is a :class:`Networks`.
 
-    Each handler checks its request against ``limits`` before it loads a network or starts work;
-    ``queue_size`` bounds the jobs waiting their turn (None: no bound).
+    Each handler checks its request against ``limits`` (and the Invert tab's against ``inversion``,
+    an :class:`InversionSettings`) before it loads a network or starts work; ``queue_size`` bounds
+    the jobs waiting their turn (None: no bound).
     """
     import gradio as gr
     from stylegan_human import zoo as model_zoo
     workdir = workdir or tempfile.mkdtemp(prefix='stylegan_human_app_')
+    inversion = inversion or InversionSettings()
+    inversions = Inversions()
 
     def shown(fn):
         """Run ``fn`` for the page: a user error becomes a message there, not a stack trace.
@@ -231,7 +383,11 @@ def build_app(networks, default_network='', directions_root=None, workdir=None, 
         return grid, save_latents('mixing_latents.npz', latents)
 
     @shown
-    def on_edit(network, seed, psi, attr, method, strength):
+    def on_edit(network, seed, psi, attr, method, strength, person='Seed', request: gr.Request = None):
+        if person == INVERTED_PERSON:   # the tuned generator at the pivot; the network field and psi do not apply
+            before, after, latents = edited_inversion(inversions.latest(_session(request)), attr, method, strength,
+                                                      directions_root)
+            return before, after, save_latents('inverted_latents.npz', latents)
         seed = check_seed(seed, 'Edit')
         before, after, latents = edited_pair(networks.get(network), seed, psi, attr, method, strength,
                                              directions_root)
@@ -240,6 +396,47 @@ def build_app(networks, default_network='', directions_root=None, workdir=None, 
     @shown
     def on_align(photo):
         return aligned_photo(photo, limits)
+
+    @shown
+    def on_invert(network, photo, pivot, projection_steps, tuning_steps, progress=gr.Progress(),
+                  request: gr.Request = None):
+        kind = PIVOTS.get(pivot)
+        if kind is None:
+            raise AppError(f'Invert: the pivot is one of {", ".join(PIVOTS)}, not {pivot!r}')
+        projection_steps, tuning_steps = inversion.check_steps(projection_steps, tuning_steps)
+        if photo is None:
+            raise AppError('Invert: upload a photo first')
+        limits.check_photo(np.asarray(photo))
+        inversion.weights.check(kind)          # every missing weight file in one line, before any work
+        session = _session(request)
+        stop = inversions.start(session)       # from here on, Stop ends the job at its next step
+        folder = os.path.join(workdir, 'inversions', uuid.uuid4().hex)
+
+        def on_step(phase, done, total):
+            progress((done, total), desc='Projecting into W' if phase == 'projection' else 'Tuning the generator',
+                     unit='steps')
+            return stop.is_set()
+        try:
+            progress(0, desc='Loading the network')
+            G = networks.get(network)
+            check_invertible(G)
+            progress(0, desc='Aligning the photo')
+            aligned = aligned_photo(photo, limits)
+            progress(0, desc='Loading the perceptual networks')
+            result = inverted_photo(G, aligned, folder, inversion, kind, projection_steps, tuning_steps,
+                                    networks.device, on_step=on_step)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)   # nothing half-made is left or offered
+            raise
+        finally:
+            inversions.finish()
+        inversions.keep(session, result, folder)
+        images = result.images
+        return (images['target'], images['before'], images['after'], inversion_summary(result),
+                result.pivot_path, result.network_path)
+
+    def on_stop(request: gr.Request = None):
+        inversions.stop(_session(request))
 
     from edit.edit_config import attr_dict
     attributes = sorted(attr_dict['interface_gan'])
@@ -298,22 +495,63 @@ def build_app(networks, default_network='', directions_root=None, workdir=None, 
 
         with gr.Tab('Edit'):
             with gr.Row():
-                edit_seed = gr.Number(value=0, precision=0, minimum=0, label='Seed')
+                person = gr.Radio(['Seed', INVERTED_PERSON], value='Seed', label='Person', elem_id='edit-person',
+                                  info='Inverted photo: the latest inversion of the Invert tab (its tuned network)')
+                edit_seed = gr.Number(value=0, precision=0, minimum=0, label='Seed', elem_id='edit-seed')
                 attr = gr.Dropdown(attributes, value=attributes[0], label='Attribute')
-                edit_method = gr.Radio(['interfacegan', 'stylespace', 'sefa'], value='interfacegan', label='Method')
-                strength = gr.Slider(-20, 20, value=5, step=0.5, label='Strength')
-            run = gr.Button('Edit', variant='primary')
+                edit_method = gr.Radio(['interfacegan', 'stylespace', 'sefa'], value='interfacegan', label='Method',
+                                       elem_id='edit-method')
+                strength = gr.Slider(-20, 20, value=5, step=0.5, label='Strength', elem_id='edit-strength')
+            run = gr.Button('Edit', variant='primary', elem_id='edit-run')
             with gr.Row():
-                before = gr.Image(label='Before', **image_kw)
-                after = gr.Image(label='After', **image_kw)
+                before = gr.Image(label='Before', elem_id='edit-before', **image_kw)
+                after = gr.Image(label='After', elem_id='edit-after', **image_kw)
             edit_latents = gr.File(label='Latents (seed, z, w)')
-            run.click(on_edit, [network, edit_seed, psi, attr, edit_method, strength], [before, after, edit_latents])
+            run.click(on_edit, [network, edit_seed, psi, attr, edit_method, strength, person],
+                      [before, after, edit_latents])
 
         with gr.Tab('Align a photo'):
             photo = gr.Image(label='Photo of one person, whole body', type='numpy', format='png')
             run = gr.Button('Align', variant='primary')
             crop = gr.Image(label='Aligned (512x1024, on white)', **image_kw)
             run.click(on_align, photo, crop)
+
+        with gr.Tab('Invert'):
+            missing = inversion.missing('w')
+            if missing:
+                e4e_works = inversion.e4e_available() and not inversion.missing('w+')
+                gr.Markdown(f'The W projection needs weight files that are not here. {missing}'
+                            + ('. The e4e pivot has its files.' if e4e_works else ''), elem_id='inv-missing')
+            pivots = list(PIVOTS) if inversion.e4e_available() else ['W projection']
+            with gr.Row():
+                inv_photo = gr.Image(label='Photo of one person, whole body', type='numpy', format='png',
+                                     elem_id='inv-photo')
+                with gr.Column():
+                    pivot = gr.Radio(pivots, value='W projection', label='Pivot', elem_id='inv-pivot',
+                                     info=None if len(pivots) > 1 else 'e4e: start the app with --e4e e4e_w+.pt')
+                    proj_steps = gr.Number(value=min(450, inversion.max_projection_steps), precision=0,
+                                           elem_id='inv-proj-steps',
+                                           label=f'Projection steps (at most {inversion.max_projection_steps})')
+                    tune_steps = gr.Number(value=min(350, inversion.max_tuning_steps), precision=0,
+                                           elem_id='inv-tune-steps',
+                                           label=f'Tuning steps (at most {inversion.max_tuning_steps})')
+                    with gr.Row():
+                        run = gr.Button('Invert', variant='primary', elem_id='inv-run')
+                        stop = gr.Button('Stop', variant='stop', elem_id='inv-stop')
+            summary = gr.Textbox(label='Result', interactive=False, elem_id='inv-summary')
+            with gr.Row():
+                inv_target = gr.Image(label='Aligned photo', elem_id='inv-target', **image_kw)
+                inv_before = gr.Image(label='Before: the pivot', elem_id='inv-before', **image_kw)
+                inv_after = gr.Image(label='After: tuned', elem_id='inv-after', **image_kw)
+            with gr.Row():
+                pivot_file = gr.File(label='Pivot (0.pt: edit.py --real_w_path, generate.py --projected-w)',
+                                     elem_id='inv-pivot-file')
+                network_file = gr.File(label='Tuned network (official pickle)', elem_id='inv-network-file')
+            run.click(on_invert, [network, inv_photo, pivot, proj_steps, tune_steps],
+                      [inv_target, inv_before, inv_after, summary, pivot_file, network_file],
+                      show_progress_on=summary)
+            # Not queued: it must reach the running job, which holds the queue's one worker.
+            stop.click(on_stop, None, None, queue=False)
     demo.queue(default_concurrency_limit=1, max_size=queue_size)  # one job at a time, across tabs and windows
     return demo
 
@@ -359,10 +597,25 @@ def _whole(minimum=1):
 @click.option('--max-upload-mb', type=_whole(), default=50, show_default=True, help='Largest upload, in MiB')
 @click.option('--queue-size', type=_whole(), default=16, show_default=True,
               help='Jobs that may wait their turn; more are turned away')
+@click.option('--max-projection-steps', type=_whole(), default=InversionSettings.max_projection_steps,
+              show_default=True, help='Invert: most W projection steps per request')
+@click.option('--max-pti-steps', type=_whole(), default=InversionSettings.max_tuning_steps, show_default=True,
+              help='Invert: most pivotal tuning steps per request')
+@click.option('--vgg16', 'vgg16_weights', default='vgg16_nvidia', show_default=True, metavar='NAME|FILE',
+              help="Invert: NVIDIA's vgg16.pt for the W projection (as run_pti.py)")
+@click.option('--lpips-type', type=click.Choice(['alex', 'vgg']), default='alex', show_default=True,
+              help='Invert: LPIPS backbone')
+@click.option('--lpips-weights', default=None, metavar='NAME|FILE',
+              help='Invert: LPIPS linear layers (default: lpips_<type>_lin)')
+@click.option('--lpips-backbone', default=None, metavar='NAME|FILE',
+              help='Invert: LPIPS backbone weights (default: alexnet_torchvision / vgg16_torchvision)')
+@click.option('--e4e', 'e4e_path', default='./pti/e4e_w+.pt', show_default=True, metavar='FILE',
+              help="Invert: StyleGAN-Human's e4e_w+.pt; the e4e pivot is offered when the file is there")
 @click.option('--share', is_flag=True, help="Ask Gradio for a public link (a tunnel through gradio.live); no password")
 @commands.user_errors
 def main(network_pkl, port, host, device, directions_root, network_dirs, allow_urls, max_networks, max_network_mb,
-         max_mix_rows, max_mix_cols, max_interp_steps, max_photo_mp, max_upload_mb, queue_size, share):
+         max_mix_rows, max_mix_cols, max_interp_steps, max_photo_mp, max_upload_mb, queue_size, max_projection_steps,
+         max_pti_steps, vgg16_weights, lpips_type, lpips_weights, lpips_backbone, e4e_path, share):
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -377,8 +630,14 @@ def main(network_pkl, port, host, device, directions_root, network_dirs, allow_u
             networks.get(network_pkl)   # load now: a bad --network is a one-line error, not a page error
         except AppError as err:
             raise commands.UserError(str(err)) from None
+    weights = WeightFiles(lpips_type=lpips_type, lpips_lin=lpips_weights, lpips_backbone=lpips_backbone,
+                          e4e=e4e_path, vgg16=vgg16_weights)
+    inversion = InversionSettings(weights, max_projection_steps=max_projection_steps, max_tuning_steps=max_pti_steps)
+    missing = inversion.missing('w')
+    if missing:   # the rest of the app works; the Invert tab says the same
+        click.echo(f'Invert tab: {missing}')
     demo = build_app(networks, default_network=network_pkl, directions_root=directions_root, limits=limits,
-                     queue_size=queue_size)
+                     queue_size=queue_size, inversion=inversion)
     launch(demo, host, port, share=share, max_upload_mb=max_upload_mb)
 
 

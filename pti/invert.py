@@ -80,6 +80,7 @@ class Inverter:
         self.run_name = run_name
         self.reuse_pivots = reuse_pivots
         self.progress = progress
+        self.projection_steps_done = 0   # of the last pivot (0: encoded or reused)
         weights.check(inversion)
         self.lpips = losses.load_lpips(weights.lpips_type, weights.lpips_lin, weights.lpips_backbone, device)
         if inversion == 'w+':
@@ -90,9 +91,14 @@ class Inverter:
     def pivot_path(self, name):
         return os.path.join(self.outdir, 'embeddings', self.run_name, 'PTI', name, '0.pt')
 
-    def pivot(self, target, name):
-        """w+ [1, num_ws, w_dim] for the target: reused, encoded (w+) or projected (w)."""
+    def pivot(self, target, name, stop=None):
+        """w+ [1, num_ws, w_dim] for the target: reused, encoded (w+) or projected (w).
+
+        ``stop(steps_done) -> bool`` is asked before each projection step; True keeps the w reached so far.
+        The projection steps done are in ``self.projection_steps_done`` afterwards.
+        """
         path = self.pivot_path(name)
+        self.projection_steps_done = 0
         if self.reuse_pivots and os.path.isfile(path):
             return torch.load(path, map_location=self.device, weights_only=True).float()
         target = target.to(self.device)
@@ -101,16 +107,20 @@ class Inverter:
                 pivot = self.encoder(target)
         else:
             bar = _bar(self.projection_cfg.steps, f'{name}: projecting', self.progress)
-            pivot, _ = project_w(self.G, target, self.vgg16, self.projection_cfg, seed=self.seed,
-                                 device=self.device, progress=_tick(bar, self.projection_cfg.log_every, 'dist'))
+            pivot, history = project_w(self.G, target, self.vgg16, self.projection_cfg, seed=self.seed,
+                                       device=self.device, progress=_tick(bar, self.projection_cfg.log_every, 'dist'),
+                                       stop=stop)
             bar.close()
+            self.projection_steps_done = len(history)
         save_tensor(pivot, path)
         return pivot
 
-    def tune(self, pivots, targets, label):
+    def tune(self, pivots, targets, label, stop=None):
+        """(tuned generator, stats); ``stop(steps_done) -> bool`` is asked before each step."""
         bar = _bar(self.tuning_cfg.steps, f'{label}: tuning', self.progress)
         tuned, stats = tune_generator(self.G, pivots, targets, self.lpips, self.tuning_cfg, seed=self.seed,
-                                      device=self.device, progress=_tick(bar, self.tuning_cfg.check_every, 'lpips'))
+                                      device=self.device, progress=_tick(bar, self.tuning_cfg.check_every, 'lpips'),
+                                      stop=stop)
         bar.close()
         return tuned, stats
 
@@ -138,20 +148,80 @@ def _tick(bar, every, label):
 def write_results(inverter: Inverter, name: str, target: torch.Tensor, pivot: torch.Tensor, tuned: torch.nn.Module,
                   stats: Dict[str, Any], seconds: float, note: Optional[str]) -> Dict[str, Any]:
     """Images, metrics.json and the side-by-side picture for one photo; returns the metrics."""
+    return _write_results(inverter, name, target, pivot, tuned, stats, seconds, note)[0]
+
+
+def _write_results(inverter, name, target, pivot, tuned, stats, seconds, note):
+    """write_results, returning (metrics, {'target', 'before', 'after'} uint8 images)."""
     before, psnr_before, lpips_before = inverter.measure(inverter.G, pivot, target)
     after, psnr_after, lpips_after = inverter.measure(tuned, pivot, target)
     photo = pti_images.tensor_to_uint8(target)
     folder = os.path.join(inverter.outdir, 'results', inverter.run_name, name)
-    for label, image in (('target', photo), ('before', before), ('after', after)):
+    images = {'target': photo, 'before': before, 'after': after}
+    for label, image in images.items():
         save_image(image, os.path.join(folder, f'{label}.png'))
     save_image(np.concatenate([photo, before, after], axis=1), os.path.join(inverter.outdir, f'{name}.png'))
+    projection_steps = inverter.projection_cfg.steps if inverter.inversion == 'w' else 0
     metrics = {'image': name, 'inversion': inverter.inversion, 'psnr_after_inversion': round(psnr_before, 3),
                'lpips_after_inversion': round(lpips_before, 5), 'psnr_after_tuning': round(psnr_after, 3),
-               'lpips_after_tuning': round(lpips_after, 5), 'projection_steps':
-               inverter.projection_cfg.steps if inverter.inversion == 'w' else 0,
+               'lpips_after_tuning': round(lpips_after, 5),
+               'projection_steps': stats.get('projection_steps', projection_steps),
                'tuning_steps': stats['steps'], 'seconds': round(seconds, 2), 'note': note}
+    if stats.get('stopped'):
+        metrics['stopped'] = True
     save_json(metrics, os.path.join(folder, 'metrics.json'))
-    return metrics
+    return metrics, images
+
+
+@dataclasses.dataclass
+class PhotoInversion:
+    """One photo's PTI result, as :func:`invert_photo` leaves it on disk and in memory."""
+    name: str
+    pivot: torch.Tensor              # w+ [1, num_ws, w_dim], on the inverter's device
+    tuned: torch.nn.Module           # the tuned generator (eval, no gradients)
+    images: Dict[str, np.ndarray]    # 'target', 'before' (the pivot's image), 'after' (tuned): uint8 HxWx3
+    metrics: Dict[str, Any]          # as metrics.json
+    pivot_path: str                  # 0.pt: edit.py --real_w_path, generate.py --projected-w
+    network_path: str                # the tuned generator, official pickle (G_ema)
+    note: Optional[str] = None       # what was done to the photo (a resize), if anything
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.metrics.get('stopped'))
+
+
+StepCallback = Callable[[str, int, int], bool]   # (phase, steps done, steps in all) -> stop now?
+
+
+def invert_photo(inverter: Inverter, path: Union[str, os.PathLike], name: str, checkpoints: str,
+                 on_step: Optional[StepCallback] = None) -> PhotoInversion:
+    """Single-id PTI of one aligned photo: its pivot, tuned generator, images and metrics, written as run_pti.py does.
+
+    ``on_step(phase, steps_done, total)`` is told before each step of the projection (phase
+    ``'projection'``) and of the tuning (``'tuning'``); when it returns True that loop ends there and
+    the result so far is kept (a stopped projection is followed by a tuning that ``on_step`` may stop
+    at once). Photo problems raise the errors of :data:`PHOTO_FAILURES`.
+    """
+    start = time.perf_counter()
+    target, note = pti_images.load_target(path, pti_images.network_size(inverter.G))
+    stopped_in = []   # the phases on_step stopped
+
+    def asking(phase, total):
+        def ask(done):
+            if on_step(phase, done, total):
+                stopped_in.append(phase)
+                return True
+            return False
+        return None if on_step is None else ask
+    pivot = inverter.pivot(target, name, stop=asking('projection', inverter.projection_cfg.steps))
+    projection_steps = inverter.projection_steps_done
+    tuned, stats = inverter.tune([pivot], [target], name, stop=asking('tuning', inverter.tuning_cfg.steps))
+    stats = dict(stats, projection_steps=projection_steps, stopped=bool(stopped_in))
+    network_path = os.path.join(checkpoints, f'model_{name}.pkl')   # upstream's name
+    save_network_pkl({'G_ema': tuned}, network_path)
+    metrics, images = _write_results(inverter, name, target, pivot, tuned, stats, time.perf_counter() - start, note)
+    return PhotoInversion(name=name, pivot=pivot, tuned=tuned, images=images, metrics=metrics,
+                          pivot_path=inverter.pivot_path(name), network_path=network_path, note=note)
 
 
 def invert_each(inverter: Inverter, items: Sequence[Tuple[Union[str, os.PathLike], str]], report: BatchReport,
@@ -162,14 +232,10 @@ def invert_each(inverter: Inverter, items: Sequence[Tuple[Union[str, os.PathLike
             report.left = len(items) - index
             break
         try:
-            start = time.perf_counter()
-            target, note = pti_images.load_target(path, pti_images.network_size(inverter.G))
-            if note:
-                print(f'{name}: {note}')
-            pivot = inverter.pivot(target, name)
-            tuned, stats = inverter.tune([pivot], [target], name)
-            save_network_pkl({'G_ema': tuned}, os.path.join(checkpoints, f'model_{name}.pkl'))   # upstream's name
-            m = write_results(inverter, name, target, pivot, tuned, stats, time.perf_counter() - start, note)
+            result = invert_photo(inverter, path, name, checkpoints)
+            if result.note:
+                print(f'{name}: {result.note}')
+            m = result.metrics
             print(f'{name}: PSNR {m["psnr_after_inversion"]:.2f} -> {m["psnr_after_tuning"]:.2f} dB, '
                   f'LPIPS {m["lpips_after_inversion"]:.4f} -> {m["lpips_after_tuning"]:.4f}')
             report.done += 1

@@ -85,7 +85,8 @@ def noise_regularization(noise_maps: Iterable[torch.Tensor]) -> Union[torch.Tens
 def project_w(G: torch.nn.Module, target: torch.Tensor, features: Callable[[torch.Tensor], torch.Tensor],
               cfg: Optional[ProjectionConfig] = None, seed: int = 0, device: Union[str, torch.device] = 'cpu',
               progress: Optional[Callable[[int, torch.Tensor], None]] = None,
-              on_step: Optional[Callable[[int, torch.Tensor], None]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+              on_step: Optional[Callable[[int, torch.Tensor], None]] = None,
+              stop: Optional[Callable[[int], bool]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Project ``target`` ([1, 3, H, W] in [-1, 1], H x W = the generator's size) into W.
 
     features: ``features(images_0_255) -> tensor`` perceptual features
@@ -93,7 +94,10 @@ def project_w(G: torch.nn.Module, target: torch.Tensor, features: Callable[[torc
     progress: optional callable ``(step, loss_tensor)`` called every ``cfg.log_every`` steps.
     on_step: optional callable ``(step, w)`` called after every step with the w reached
         ([1, 1, w_dim], without the jitter; NVIDIA's projector records these for its video).
-    Returns the pivot w+ [1, num_ws, w_dim] (the same w in every layer) and the loss history.
+    stop: optional callable ``(steps_done) -> bool`` asked before every step (it reads nothing
+        from the device); True ends the projection there with the w reached so far.
+    Returns the pivot w+ [1, num_ws, w_dim] (the same w in every layer) and the loss history
+    (one value per step done).
     """
     cfg = cfg or ProjectionConfig()
     device = torch.device(device)
@@ -111,7 +115,10 @@ def project_w(G: torch.nn.Module, target: torch.Tensor, features: Callable[[torc
     with torch.no_grad():
         target_features = features(perceptual_input(target.to(device, torch.float32)))
     losses = torch.zeros(cfg.steps, device=device)
+    steps_done = 0
     for step in range(cfg.steps):
+        if stop is not None and stop(step):
+            break
         t = step / cfg.steps
         w_noise_scale = w_std * cfg.initial_noise_factor * max(0.0, 1.0 - t / cfg.noise_ramp_length) ** 2
         for group in optimizer.param_groups:
@@ -133,6 +140,7 @@ def project_w(G: torch.nn.Module, target: torch.Tensor, features: Callable[[torc
                 buf *= buf.square().mean().rsqrt()
         if on_step is not None:
             on_step(step + 1, w_opt.detach().clone())
+        steps_done = step + 1
         if progress is not None and (step + 1) % cfg.log_every == 0:
             progress(step + 1, losses[step])
-    return w_opt.detach().repeat([1, G.num_ws, 1]), losses.detach()
+    return w_opt.detach().repeat([1, G.num_ws, 1]), losses[:steps_done].detach()

@@ -88,14 +88,17 @@ class LocalityRegularizer:
 def tune_generator(G: torch.nn.Module, pivots: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
                    lpips: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg: Optional[TuningConfig] = None,
                    seed: int = 0, device: Union[str, torch.device] = 'cpu',
-                   progress: Optional[Callable[[int, torch.Tensor], None]] = None) -> Tuple[torch.nn.Module, dict]:
+                   progress: Optional[Callable[[int, torch.Tensor], None]] = None,
+                   stop: Optional[Callable[[int], bool]] = None) -> Tuple[torch.nn.Module, dict]:
     """Fine-tune a copy of ``G`` so that ``G.synthesis(pivots[i]) ~ targets[i]``.
 
     pivots: list of w+ [1, num_ws, w_dim]; targets: list of [1, 3, H, W] in [-1, 1].
     One pair: single-image PTI with the LPIPS early stop. Several: one generator
     for all of them (upstream's multi-id coach), every step visiting each image.
     progress: optional callable ``(step, lpips_tensor)`` every ``check_every`` steps.
-    Returns (tuned generator, dict with 'steps' done and the last 'lpips').
+    stop: optional callable ``(steps_done) -> bool`` asked before every step (it reads nothing
+        from the device); True ends the tuning there with the generator tuned so far.
+    Returns (tuned generator, dict with the 'steps' done and whether ``stop`` ended it, 'stopped').
     """
     cfg = cfg or TuningConfig()
     device = torch.device(device)
@@ -108,8 +111,11 @@ def tune_generator(G: torch.nn.Module, pivots: Sequence[torch.Tensor], targets: 
     single = len(pivots) == 1
 
     history = torch.full((cfg.steps, len(pivots)), float('inf'), device=device)
-    steps_done = 0
+    steps_done, stopped = 0, False
     for step in range(cfg.steps):
+        if stop is not None and stop(step):
+            stopped = True
+            break
         for index, (pivot, target) in enumerate(zip(pivots, targets)):
             loss, _, perceptual = reconstruction_loss(synthesize(tuned, pivot), target, lpips, cfg)
             history[step, index] = perceptual.detach()
@@ -126,4 +132,4 @@ def tune_generator(G: torch.nn.Module, pivots: Sequence[torch.Tensor], targets: 
             if single and bool((recent <= cfg.lpips_threshold).any()):
                 break
     tuned.eval().requires_grad_(False)
-    return tuned, {'steps': steps_done}
+    return tuned, {'steps': steps_done, 'stopped': stopped}

@@ -5,6 +5,7 @@ Skipped, with the reason shown, where Gradio, Playwright or /usr/bin/chromium is
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,8 +26,9 @@ CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 
 gradio = pytest.importorskip('gradio', reason='the web app needs Gradio (pip install -e ".[app]")')
 playwright_api = pytest.importorskip('playwright.sync_api', reason='needs Playwright (pip install playwright)')
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason='needs Debian\'s chromium package (apt-get install chromium)')
+pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                 reason='needs Debian\'s chromium package (apt-get install chromium)'),
+              pytest.mark.filterwarnings('ignore:`torch.jit:DeprecationWarning')]   # the test weight files
 
 
 def _free_port():
@@ -42,14 +44,28 @@ def served_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def app_url(served_dir, tmp_path_factory):
+def inversion_args(tmp_path_factory):
+    """The Invert tab's weight files (published layouts, random values) and editing directions for the network."""
+    from conftest import FIXTURES
+    from test_edit_cli import _directions
+    from test_pti_stop import weight_files
+    folder = tmp_path_factory.mktemp('inversion')
+    weights = weight_files(folder)
+    G = legacy.load_network(FIXTURES / 'networks' / 'sg2_rect64.pkl', verbose=False)['G_ema']
+    directions = _directions(G, folder / 'directions', attr='bottom_length')   # the Edit tab's first attribute
+    return ['--vgg16', weights.vgg16, '--lpips-weights', weights.lpips_lin, '--lpips-backbone', weights.lpips_backbone,
+            '--directions', str(directions), '--max-pti-steps', '1000']
+
+
+@pytest.fixture(scope='module')
+def app_url(served_dir, inversion_args, tmp_path_factory):
     from conftest import FIXTURES
     port = _free_port()
     network = str(FIXTURES / 'networks' / 'sg2_rect64.pkl')
     log_path = tmp_path_factory.mktemp('log') / 'app.log'
     with open(log_path, 'w') as log:
         proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'app.py'), '--network', network, '--port',
-                                 str(port), '--device', 'cpu', '--network-dir', str(served_dir)],
+                                 str(port), '--device', 'cpu', '--network-dir', str(served_dir)] + inversion_args,
                                 stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     url = f'http://127.0.0.1:{port}/'
     deadline = time.time() + 120
@@ -172,3 +188,57 @@ def test_corrupt_network_shows_a_message_in_the_page(page, served_dir):
     assert 'not a valid network pickle' in text      # the loader's one-line reason, shown in the page
     outside = _network_error(page, '/etc/passwd')
     assert 'not a model-zoo name' in outside and 'pickle' not in outside   # nothing told about the file
+
+
+def _download(page, selector, path):
+    """The file behind the page's download link in ``selector``, saved to ``path``."""
+    link = page.locator(f'{selector} a[href]').first
+    link.wait_for(timeout=60000)
+    path.write_bytes(page.request.get(link.get_attribute('href')).body())
+    return path
+
+
+def test_invert_a_photo_stop_the_tuning_then_edit_that_person(page, app_url, tmp_path):
+    pytest.importorskip('mediapipe')
+    from conftest import FIXTURES
+    from pti.images import tensor_to_uint8
+    from stylegan_human.latent_files import load_latent
+    import torch
+    field = page.locator('#network textarea, #network input').first   # an earlier test may have left another
+    field.fill(app_url[1])
+    field.press('Tab')
+    page.get_by_role('tab', name='Invert').click()
+    page.wait_for_selector('#inv-run', state='visible')
+    page.locator('#inv-photo input[type="file"]').set_input_files(str(FIXTURES / 'photos' / 'p_top_tee.png'))
+    page.wait_for_selector('#inv-photo img', timeout=30000)
+    _set_number(page, 'inv-proj-steps', 2)
+    _set_number(page, 'inv-tune-steps', 1000)        # far more than the test waits for: Stop ends it
+    page.click('#inv-run')
+    page.get_by_text('Tuning the generator', exact=False).first.wait_for(timeout=120000)
+    page.click('#inv-stop')
+    summary = page.locator('#inv-summary textarea')
+    playwright_api.expect(summary).to_have_value(re.compile('^Stopped: PSNR'), timeout=120000)
+    assert '2 projection steps' in summary.input_value()
+    _, target = _shown_image(page, '#inv-target')
+    _, before = _shown_image(page, '#inv-before')
+    _, after = _shown_image(page, '#inv-after')
+    assert target.shape == before.shape == after.shape == (64, 32, 3)
+
+    # The downloads make the "after" image: the tuned network at the pivot.
+    tuned = legacy.load_network(_download(page, '#inv-network-file', tmp_path / 'model.pkl'), verbose=False)['G_ema']
+    w = load_latent(_download(page, '#inv-pivot-file', tmp_path / '0.pt'), tuned)
+    with torch.no_grad():
+        np.testing.assert_array_equal(tensor_to_uint8(tuned.synthesis(w, noise_mode='const', force_fp32=True)), after)
+
+    # The Edit tab, on the inverted person: unedited, it is the "after" image; edited, it changes.
+    page.get_by_role('tab', name='Edit').click()
+    page.wait_for_selector('#edit-run', state='visible')
+    page.locator('#edit-person input[value="Inverted photo"]').check()
+    page.locator('#edit-method input[value="sefa"]').check()
+    page.wait_for_timeout(200)
+    page.click('#edit-run')
+    _, unedited = _shown_image(page, '#edit-before')
+    _, edited = _shown_image(page, '#edit-after')
+    np.testing.assert_array_equal(unedited, after)
+    assert np.abs(edited.astype(int) - after.astype(int)).max() > 10
+    page.get_by_role('tab', name='Generate').click()
