@@ -441,7 +441,8 @@ def build_app(networks, default_network='', directions_root=None, workdir=None, 
     from edit.edit_config import attr_dict
     attributes = sorted(attr_dict['interface_gan'])
     image_kw = dict(format='png', type='numpy', interactive=False)
-    with gr.Blocks(title='StyleGAN-Human', analytics_enabled=False) as demo:
+    # Gradio copies every returned file (tuned networks too) into its cache: drop copies older than an hour.
+    with gr.Blocks(title='StyleGAN-Human', analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         gr.Markdown('# StyleGAN-Human\nFull-body people from a StyleGAN network, on this machine.')
         with gr.Row():
             network = gr.Textbox(value=default_network, label='Network (zoo name, .pkl / .safetensors path, URL)',

@@ -39,3 +39,18 @@ class UnavailableError(ToolkitError, RuntimeError):
 
 class DownloadError(ToolkitError):
     """A download that failed (no connection, bad checksum, unknown model name)."""
+
+
+def load_failure(err: BaseException) -> str:
+    """A short reason why ``torch.load(..., weights_only=True)`` failed, for a one-line message.
+
+    torch's refusal of a file holding more than tensors and plain data opens with advice to
+    retry with ``weights_only=False``, which would run the file's code: that advice is
+    dropped, and only the refusal's reason is kept.
+    """
+    text = str(err).strip()
+    if 'Weights only load failed' in text:
+        reason = text.split('WeightsUnpickler error:', 1)[-1].split('Check the documentation', 1)[0]
+        reason = ' '.join(reason.split()) or 'an object that is not a tensor or plain data'
+        return f'refused: it holds more than tensors and plain data ({reason})'
+    return text.splitlines()[0] if text else type(err).__name__

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from dnnlib.errors import FileFormatError
+from dnnlib.errors import FileFormatError, load_failure
 
 from . import weight_files
 from stylegan_human.features.e4e import E4EWeightsError, load_e4e
@@ -30,8 +30,7 @@ def _state_dict(path):
     try:
         data = torch.load(path, map_location='cpu', weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsError(f'{path}: not a readable weight file ({first})') from None
+        raise WeightsError(f'{path}: not a readable weight file ({load_failure(err)})') from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f'{path}: not a state dict of tensors')
     return data

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dnnlib.atomic import atomic_write
-from dnnlib.errors import FileFormatError, InputError
+from dnnlib.errors import FileFormatError, InputError, load_failure
 
 PathLike = Union[str, os.PathLike]
 
@@ -107,7 +107,7 @@ def _read_w(path: PathLike) -> Any:
     except FileFormatError:
         raise
     except Exception as err:  # missing file, pickle, zip and tensor errors alike: not a latent file
-        raise FileFormatError(f'{path}: not a latent file ({type(err).__name__}: {err})'.splitlines()[0]) from None
+        raise FileFormatError(f'{path}: not a latent file ({type(err).__name__}: {load_failure(err)})') from None
 
 
 def load_latents(path: PathLike, G: torch.nn.Module, device: Union[str, torch.device] = 'cpu') -> torch.Tensor:

@@ -268,3 +268,23 @@ def test_weight_download_failure_is_one_line_and_the_rest_go_on(tmp_path, monkey
     errors = [line for line in err.splitlines() if line.startswith('Error:')]
     assert len(errors) == 1 and errors[0].startswith('Error: lpips_alex_lin: ') and 'Traceback' not in err
     assert out.strip().splitlines() == [str(local)]   # the second file still resolved
+
+
+def test_a_refused_weight_file_never_advises_the_unsafe_load(tmp_path):
+    import argparse
+    import collections
+    import pickle as pickle_module
+    from pti import losses
+    from stylegan_human.features.e4e import E4EWeightsError, read_checkpoint
+    from dnnlib.errors import FileFormatError
+    from stylegan_human.latent_files import load_latent
+
+    path = tmp_path / 'custom.pt'
+    path.write_bytes(pickle_module.dumps({'state_dict': collections.OrderedDict(), 'opts': argparse.Namespace()}))
+    for read, error in ((read_checkpoint, E4EWeightsError), (losses._state_dict, losses.WeightsError),
+                        (lambda p: load_latent(p, None), FileFormatError)):
+        with pytest.raises(error) as info:
+            read(path)
+        message = str(info.value)
+        assert 'refused: it holds more than tensors and plain data' in message and str(path) in message
+        assert 'weights_only' not in message and '\n' not in message

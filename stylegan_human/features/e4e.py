@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnnlib.errors import FileFormatError
+from dnnlib.errors import FileFormatError, load_failure
 
 INPUT_SIZE = (256, 128)          # (height, width) the StyleGAN-Human e4e was trained at
 _COARSE, _MIDDLE = 3, 7          # style index where the c2 and c1 features join
@@ -152,8 +152,7 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise E4EWeightsError(f'{path}: not a readable e4e checkpoint ({first})') from None
+        raise E4EWeightsError(f'{path}: not a readable e4e checkpoint ({load_failure(err)})') from None
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
         raise E4EWeightsError(f'{path}: not an e4e checkpoint (no state_dict)')
     return ckpt
