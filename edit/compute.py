@@ -4,6 +4,7 @@
 python -m edit.compute sefa --network NET --name my_attr --layers 4-7 [--index 0]
 python -m edit.compute interfacegan --network NET --name my_attr --labels labels.csv     # seed,label rows
 python -m edit.compute interfacegan --network NET --name my_attr --scorer mypkg.scores:score --seeds 0-9999
+python -m edit.compute interfacegan --network NET --name arm_raise --scorer arm_raise --seeds 0-1999
 python -m edit.compute stylespace --network NET --name my_attr --labels labels.csv
 
 Each writes its files under --outdir (default latent_direction/) and records the
@@ -13,7 +14,9 @@ attribute's defaults in OUTDIR/edit_config.json, so that
 - sefa: the top eigenvectors of the chosen layers' affine weights (no samples needed); the
   convolution layers' only, as in the SeFa paper (``--sefa-layers all`` adds the toRGB layers');
 - interfacegan: a linear boundary in W from labelled samples, moved into S space
-  (one vector per S layer, as upstream's files are);
+  (one vector per S layer, as upstream's files are); --scorer NAME measures the body on
+  each sample with the alignment backends (edit/scorers.py: arm_raise, leg_spread,
+  stance_width, frame_fill, arm_skin, leg_skin, ...), so no labels are needed;
 - stylespace: per-channel statistics of positive vs negative samples; the best S
   layer's channels go to statis.csv.
 """
@@ -36,6 +39,7 @@ from stylegan_human.sampling import seed_to_z, synthesize, to_uint8
 
 from .directions import conv_style_layers
 from .interfacegan import train_boundary
+from .scorers import SCORERS, describe as describe_scorers, make_scorer
 from .sefa import LAYER_CHOICES, sefa_directions, sefa_layers
 from .stylespace import capture_styles, channel_statistics
 
@@ -68,7 +72,13 @@ def read_labels(path: Union[str, os.PathLike]) -> Dict[int, float]:
 
 
 def load_scorer(spec: str) -> Callable[[np.ndarray], Any]:
-    """'package.module:function' -> the callable (images uint8 [N, H, W, 3] -> scores [N])."""
+    """A body scorer's name (edit.scorers.SCORERS) or 'package.module:function' -> the callable
+    (images uint8 [N, H, W, 3] -> scores [N]; NaN where nothing could be measured)."""
+    if spec in SCORERS:
+        return make_scorer(spec)
+    if ':' not in spec:
+        raise commands.UserError(f'--scorer {spec}: unknown scorer; body scorers: {", ".join(SCORERS)}; '
+                                 'or give MODULE:FUNCTION')
     module_name, _, attr = spec.partition(':')
     try:
         return getattr(importlib.import_module(module_name), attr)
@@ -99,10 +109,17 @@ def labelled_samples(G: torch.nn.Module, labels_path: Optional[Union[str, os.Pat
         seeds = sorted(labels)
         ws, _ = sample(G, seeds)
         return ws, np.array([labels[s] for s in seeds])
+    scorer = load_scorer(scorer_spec)   # a wrong name stops here, before any sample is made
     ws, images = sample(G, seeds)
-    scorer = load_scorer(scorer_spec)
     scores = np.concatenate([np.asarray(scorer(batch), dtype=np.float64).reshape(-1) for batch in images()])
-    return ws, scores
+    measured = np.isfinite(scores)
+    if measured.sum() < 2:
+        raise commands.UserError(f'--scorer {scorer_spec}: measured {int(measured.sum())} of {len(scores)} samples '
+                                 '(no person found on the others); need at least 2')
+    if not measured.all():   # a body scorer that found no person (or not the joints it needs)
+        click.echo(f'--scorer {scorer_spec}: {int((~measured).sum())} of {len(scores)} samples not measured; '
+                   'left out', err=True)
+    return ws[torch.from_numpy(measured)], scores[measured]
 
 
 def _save_pickle(value, path):
@@ -155,7 +172,8 @@ def sefa(network_pkl, name, outdir, layers, which, top_k, index, strength):
 @cli.command(cls=commands.Command)
 @_common
 @click.option('--labels', 'labels_path', default=None, metavar='CSV', help='seed,label rows (0/1 labels or scores)')
-@click.option('--scorer', 'scorer_spec', default=None, metavar='MODULE:FUNCTION', help='Scores images of --seeds')
+@click.option('--scorer', 'scorer_spec', default=None, metavar='NAME|MODULE:FUNCTION',
+              help=f'Scores images of --seeds: a body scorer by name ({describe_scorers()}), or your function')
 @click.option('--seeds', type=commands.SEEDS, default='0-1999', show_default=True)
 @click.option('--chosen-ratio', type=float, default=0.02, show_default=True, help='Extremes kept from scores')
 @click.option('--strength', type=float, default=1.0, show_default=True)
@@ -181,7 +199,8 @@ def interfacegan(network_pkl, name, outdir, labels_path, scorer_spec, seeds, cho
 @cli.command(cls=commands.Command)
 @_common
 @click.option('--labels', 'labels_path', default=None, metavar='CSV', help='seed,label rows (label > 0.5 = positive)')
-@click.option('--scorer', 'scorer_spec', default=None, metavar='MODULE:FUNCTION')
+@click.option('--scorer', 'scorer_spec', default=None, metavar='NAME|MODULE:FUNCTION',
+              help=f'Scores images of --seeds: a body scorer ({", ".join(SCORERS)}) or your function')
 @click.option('--seeds', type=commands.SEEDS, default='0-999', show_default=True)
 @click.option('--channels', type=click.IntRange(min=1), default=10, show_default=True, help='Channels to keep')
 @click.option('--strength', type=float, default=5.0, show_default=True)
