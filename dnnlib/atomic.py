@@ -12,7 +12,7 @@ def atomic_write(path, write_fn, mode='wb'):
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
     try:
         # mkstemp makes the file private (0600); give it what open() would: 0666 less the umask.
-        os.chmod(tmp, 0o666 & ~_umask())
+        default_permissions(tmp)
         with os.fdopen(fd, mode) as f:
             write_fn(f)
         os.replace(tmp, path)
@@ -20,6 +20,11 @@ def atomic_write(path, write_fn, mode='wb'):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def default_permissions(path):
+    """Give ``path`` (a mkstemp file, 0600) the permissions open() would: 0666 less the umask."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def _umask():

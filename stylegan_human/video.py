@@ -10,6 +10,8 @@ import tempfile
 import numpy as np
 import PIL.Image
 
+from dnnlib.atomic import default_permissions
+
 FORMATS = ('.gif', '.mp4')
 
 
@@ -34,6 +36,7 @@ class FrameWriter:
         os.makedirs(folder, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix='.' + os.path.basename(self.path) + '.', suffix=self.ext, dir=folder)
         os.close(fd)
+        default_permissions(self._tmp)
         if self.ext == '.mp4':
             import imageio.v2 as imageio
             self._writer = imageio.get_writer(self._tmp, format='FFMPEG', mode='I', fps=self.fps, codec='libx264',

@@ -1,5 +1,7 @@
 """dnnlib.atomic: outputs appear whole or not at all."""
 
+import os
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -32,3 +34,16 @@ def test_save_image_round_trip(tmp_path):
     image = np.random.RandomState(0).randint(0, 256, size=(6, 4, 3), dtype=np.uint8)
     save_image(image, tmp_path / 'sub' / 'a.png')
     np.testing.assert_array_equal(np.asarray(PIL.Image.open(tmp_path / 'sub' / 'a.png')), image)
+
+
+def test_videos_follow_the_umask(tmp_path):
+    import numpy as np
+    from stylegan_human.video import FrameWriter
+    old = os.umask(0o027)
+    try:
+        for name in ('a.mp4', 'a.gif'):
+            with FrameWriter(tmp_path / name, fps=5) as video:
+                video.append(np.zeros((16, 16, 3), np.uint8))
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
