@@ -1,4 +1,4 @@
-"""A local web app: generate, interpolate, style-mix, edit, align and invert people in the browser.
+"""A local web app: generate, interpolate, style-mix, edit, align, invert and drag people in the browser.
 
 \b
 python app.py --network stylegan_human_v2_512            # then open http://127.0.0.1:7860
@@ -19,7 +19,8 @@ the least recently used going first. The server listens on 127.0.0.1 only unless
 \b
 The Invert tab runs run_pti.py's inversion on an uploaded photo; it reads the same
 weight files (--vgg16, --lpips-weights, --lpips-backbone, --e4e) and asks for at most
---max-projection-steps and --max-pti-steps steps.
+--max-projection-steps and --max-pti-steps steps. The Drag tab moves points or joints of a
+generated or inverted person (drag.py's DragGAN), at most --max-drag-steps steps.
 """
 
 import dataclasses
@@ -305,12 +306,79 @@ class Inversions:
         if previous is not None and previous[2] != folder:
             shutil.rmtree(previous[2], ignore_errors=True)
 
-    def latest(self, session):
+    def latest(self, session, task='Edit'):
         with self._lock:
             if self._latest is None or self._latest[0] != session:
-                raise AppError('Edit: no inverted photo yet: invert one in the Invert tab first '
+                raise AppError(f'{task}: no inverted photo yet: invert one in the Invert tab first '
                                '(the page keeps only the latest inversion)')
             return self._latest[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class DragSettings:
+    """The Drag tab's step limit."""
+    max_steps: int = 200
+
+    def check_steps(self, steps):
+        count = whole_number(steps, 'Drag', 'steps')
+        if count < 1:
+            raise InputError(f'Drag: steps must be at least 1, not {count}')
+        check_count(count, self.max_steps, 'Drag', 'steps')
+        return count
+
+
+def parse_drag_points(text):
+    """The Drag tab's points, one per line or ';': 'x,y -> x,y' (pixels) or 'joint:dx,dy' (a joint move).
+
+    Returns (pixel handles, pixel targets, joint moves); a bad entry is one line naming it.
+    """
+    from edit import drag_handles
+    handles, targets, moves = [], [], []
+    for entry in [e.strip() for e in str(text or '').replace(';', '\n').splitlines() if e.strip()]:
+        try:
+            if '->' in entry:
+                start, end = entry.split('->', 1)
+                handles.append(drag_handles.parse_point(start.strip()))
+                targets.append(drag_handles.parse_point(end.strip()))
+            else:
+                moves.append(drag_handles.parse_move(entry))
+        except ValueError as err:
+            raise AppError(f'Drag: {err}') from None
+    if not handles and not moves:
+        raise AppError('Drag: give points as "x,y -> x,y" or joint moves as "right_wrist:+40,-30"')
+    return handles, targets, moves
+
+
+def dragged(G, w, handles, targets, moves, steps, folder, backend=None, should_stop=None, on_step=None):
+    """drag.py on ``w`` (w or w+): joint moves found by the pose backend on the start image, then
+    DragGAN; writes drag_w.npz and points.json into ``folder``. Returns (result, handles, targets, paths)."""
+    from edit import drag as dragging, drag_handles, drag_outputs
+    try:
+        height, width = dragging.image_size(G)
+        dragging.feature_names(G)   # StyleGAN1 has no features to track: one line
+        if moves:
+            backend = backend or drag_handles.default_backend()
+            joints = drag_handles.find_joints(dragging.render(G, w), backend)
+            joint_handles, joint_targets = drag_handles.resolve_moves(moves, joints)
+            handles, targets = list(handles) + joint_handles, list(targets) + joint_targets
+        dragging.check_points(handles, height, width, 'handle', 'handles')
+        dragging.check_points(targets, height, width, 'target', 'targets')
+        result = dragging.drag(G, w, handles, targets, dragging.DragConfig(steps=steps),
+                               on_step=on_step, should_stop=should_stop)
+    except ToolkitError as err:
+        raise AppError(f'Drag: {err}') from None
+    w_path, points_path = os.path.join(folder, 'drag_w.npz'), os.path.join(folder, 'points.json')
+    drag_outputs.save_w(w_path, result.w)
+    drag_outputs.write_json(points_path, drag_outputs.points_record(result, handles, targets))
+    return result, handles, targets, (w_path, points_path)
+
+
+def drag_summary(result):
+    distances = ', '.join(f'{d:.1f}' for d in result.distances)
+    ending = {'reached': 'every handle reached its target', 'steps': 'the step limit was reached',
+              'stopped': 'Stopped'}[result.reason]
+    text = f'{result.steps} step(s); distances to the targets: {distances} px; {ending}'
+    return ('Stopped: ' + text) if result.reason == 'stopped' else text
 
 
 def _session(request):
@@ -322,7 +390,7 @@ def _session(request):
 
 
 def build_app(networks, default_network='', directions_root=None, workdir=None, limits=RequestLimits(),
-              queue_size=None, inversion=None):
+              queue_size=None, inversion=None, drag_settings=DragSettings()):
     """The Gradio Blocks app; ``networks`` is a :class:`Networks`.
 
     Each handler checks its request against ``limits`` (and the Invert tab's against ``inversion``,
@@ -437,6 +505,36 @@ def build_app(networks, default_network='', directions_root=None, workdir=None, 
 
     def on_stop(request: gr.Request = None):
         inversions.stop(_session(request))
+
+    @shown
+    def on_drag(network, person, seed, psi, points, steps, progress=gr.Progress(), request: gr.Request = None):
+        steps = drag_settings.check_steps(steps)
+        handles, targets, moves = parse_drag_points(points)   # before any work
+        session = _session(request)
+        if person == INVERTED_PERSON:   # the tuned generator at its pivot, as in the Edit tab
+            latest = inversions.latest(session, 'Drag')
+            G, w = latest.tuned, latest.pivot
+        else:
+            G = networks.get(network)
+            _, w = sampling.map_seeds(G, [check_seed(seed, 'Drag')], float(psi), device=networks.device)
+        stop = inversions.start(session)
+        folder = os.path.join(workdir, 'drags', uuid.uuid4().hex)
+        os.makedirs(folder)
+
+        def on_step(state):
+            progress((state.step, steps), desc='Dragging', unit='steps')
+        try:
+            result, handles, targets, paths = dragged(G, w, handles, targets, moves, steps, folder,
+                                                      should_stop=stop.is_set, on_step=on_step)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            inversions.finish()
+        from edit.drag_outputs import draw_points
+        start = draw_points(result.start_image, result.points[0], targets)
+        end = draw_points(result.end_image, result.points[-1], targets)
+        return start, end, drag_summary(result), paths[0], paths[1]
 
     from edit.edit_config import attr_dict
     attributes = sorted(attr_dict['interface_gan'])
@@ -553,6 +651,31 @@ def build_app(networks, default_network='', directions_root=None, workdir=None, 
                       show_progress_on=summary)
             # Not queued: it must reach the running job, which holds the queue's one worker.
             stop.click(on_stop, None, None, queue=False)
+
+        with gr.Tab('Drag'):
+            gr.Markdown('Move points of the person (DragGAN): a pixel to a pixel, `x,y -> x,y`, or a joint by an '
+                        'offset, `right_wrist:+40,-30` (joints found by the pose backend). One per line.')
+            with gr.Row():
+                drag_person = gr.Radio(['Seed', INVERTED_PERSON], value='Seed', label='Person',
+                                       elem_id='drag-person', info='Inverted photo: the latest inversion')
+                drag_seed = gr.Number(value=0, precision=0, minimum=0, label='Seed', elem_id='drag-seed')
+                drag_steps = gr.Number(value=min(100, drag_settings.max_steps), precision=0, elem_id='drag-steps',
+                                       label=f'Steps (at most {drag_settings.max_steps})')
+            drag_points = gr.Textbox(value='', lines=3, label='Points', elem_id='drag-points',
+                                     placeholder='100,200 -> 110,190\nright_wrist:+40,-30')
+            with gr.Row():
+                run = gr.Button('Drag', variant='primary', elem_id='drag-run')
+                stop = gr.Button('Stop', variant='stop', elem_id='drag-stop')
+            drag_result = gr.Textbox(label='Result', interactive=False, elem_id='drag-summary')
+            with gr.Row():
+                drag_start = gr.Image(label='Start (red: handles, blue: targets)', elem_id='drag-start', **image_kw)
+                drag_end = gr.Image(label='End', elem_id='drag-end', **image_kw)
+            with gr.Row():
+                drag_w = gr.File(label='w+ (drag_w.npz: generate.py --projected-w, edit.py)', elem_id='drag-w')
+                drag_json = gr.File(label='Tracked points (points.json)', elem_id='drag-points-file')
+            run.click(on_drag, [network, drag_person, drag_seed, psi, drag_points, drag_steps],
+                      [drag_start, drag_end, drag_result, drag_w, drag_json], show_progress_on=drag_result)
+            stop.click(on_stop, None, None, queue=False)
     demo.queue(default_concurrency_limit=1, max_size=queue_size)  # one job at a time, across tabs and windows
     return demo
 
@@ -612,11 +735,13 @@ def _whole(minimum=1):
               help='Invert: LPIPS backbone weights (default: alexnet_torchvision / vgg16_torchvision)')
 @click.option('--e4e', 'e4e_path', default='./pti/e4e_w+.pt', show_default=True, metavar='FILE',
               help="Invert: StyleGAN-Human's e4e_w+.pt; the e4e pivot is offered when the file is there")
+@click.option('--max-drag-steps', type=_whole(), default=DragSettings.max_steps, show_default=True,
+              help='Drag: most DragGAN steps per request')
 @click.option('--share', is_flag=True, help="Ask Gradio for a public link (a tunnel through gradio.live); no password")
 @commands.user_errors
 def main(network_pkl, port, host, device, directions_root, network_dirs, allow_urls, max_networks, max_network_mb,
          max_mix_rows, max_mix_cols, max_interp_steps, max_photo_mp, max_upload_mb, queue_size, max_projection_steps,
-         max_pti_steps, vgg16_weights, lpips_type, lpips_weights, lpips_backbone, e4e_path, share):
+         max_pti_steps, vgg16_weights, lpips_type, lpips_weights, lpips_backbone, e4e_path, max_drag_steps, share):
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -638,7 +763,7 @@ def main(network_pkl, port, host, device, directions_root, network_dirs, allow_u
     if missing:   # the rest of the app works; the Invert tab says the same
         click.echo(f'Invert tab: {missing}')
     demo = build_app(networks, default_network=network_pkl, directions_root=directions_root, limits=limits,
-                     queue_size=queue_size, inversion=inversion)
+                     queue_size=queue_size, inversion=inversion, drag_settings=DragSettings(max_steps=max_drag_steps))
     launch(demo, host, port, share=share, max_upload_mb=max_upload_mb)
 
 

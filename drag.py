@@ -81,6 +81,7 @@ MOVE = commands.ParsedType('joint:dx,dy', drag_handles.parse_move)
 @click.option('--fps', type=click.IntRange(min=1), default=15, show_default=True)
 @click.option('--outdir', default='outputs/drag', show_default=True, metavar='DIR')
 @click.option('--device', default='auto', show_default=True, help=commands.DEVICE_OPTION_HELP)
+@commands.precision_option
 @commands.user_errors
 def main(network_pkl, seed, truncation_psi, projected_w, handles, targets, moves, pose, openpose_weights, steps, lr,
          edit_layers, feature, r1, r2, stop_distance, mask_path, mask_around, mask_weight, video, fps, outdir,
