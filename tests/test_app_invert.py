@@ -43,7 +43,7 @@ class Progress:
 
 
 def _handler(demo, name):
-    (fn,) = [f.fn for f in demo.fns.values() if getattr(f.fn, '__name__', '') == name]
+    (fn,) = {f.fn for f in demo.fns.values() if getattr(f.fn, '__name__', '') == name}   # Stop serves two tabs
     return fn
 
 
