@@ -1,7 +1,8 @@
 """Fused bias + activation + gain + clamp.
 
-Same API and numbers as NVIDIA's ``torch_utils.ops.bias_act``. Only the
-pure-PyTorch reference exists here, so every ``impl`` (see ``ops_mode``) runs it.
+Same API and numbers as NVIDIA's ``torch_utils.ops.bias_act``. CUDA tensors run a Triton
+kernel (``triton_ops.bias_act``) when Triton works there and ``impl`` allows it (see
+``ops_mode``); everything else runs the pure-PyTorch reference.
 """
 
 import numpy as np
@@ -11,6 +12,7 @@ import dnnlib
 
 from .. import misc
 from . import ops_mode
+from . import triton_ops
 
 
 def _spec(func, def_alpha, def_gain, cuda_idx, ref, has_2nd_grad):
@@ -47,12 +49,17 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     alpha: activation shape parameter (lrelu slope); None = the activation's default.
     gain:  output scale; None = the activation's default (sqrt(2) for relu/lrelu/swish).
     clamp: clip the result to [-clamp, clamp]; None = no clipping.
-    impl:  'auto', 'fast', 'ref' or 'cuda' (see ``ops_mode``); all run the reference here.
+    impl:  'auto', 'fast', 'ref' or 'cuda' (see ``ops_mode``): the Triton kernel or the reference.
     Returns a tensor of x's shape and dtype.
     """
     assert isinstance(x, torch.Tensor)
     assert impl in ops_mode.IMPLS
-    # No faster implementation exists for this op: every impl and device uses the reference.
+    if triton_ops.use_triton(x, impl):
+        from .triton_ops import bias_act as kernel
+        spec = activation_funcs[act]
+        if kernel.supports(x, b):
+            return kernel.bias_act(x, b, dim, act, spec.def_alpha if alpha is None else alpha,
+                                   spec.def_gain if gain is None else gain, clamp)
     return _bias_act_ref(x=x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 

@@ -7,7 +7,10 @@ intermediate in memory); ``_filtered_lrelu_fast`` computes the same thing on CPU
 in small tiles, polyphase (see the comment above it), about 10x faster on
 StyleGAN3-R. ``filtered_lrelu`` takes the fast path for float32/float64 CPU tensors
 (see ``_fast_supported``) when ``impl`` asks for it (``'fast'``, or the default
-``'auto'`` in the fast ops mode; see ``ops_mode``). Both are differentiable.
+``'auto'`` in the fast ops mode; see ``ops_mode``). Both are differentiable. CUDA tensors
+run a fused Triton kernel instead (``triton_ops``; also for ``impl='cuda'``), other devices
+the plain-PyTorch polyphase path of ``polyphase``; both keep only 2-bit derivative codes
+for the backward pass.
 """
 
 import numpy as np
@@ -16,6 +19,8 @@ import torch.nn.functional as F
 
 from .. import misc
 from . import bias_act
+from . import polyphase
+from . import triton_ops
 from . import upfirdn2d
 from .ops_mode import use_fast
 
@@ -68,14 +73,21 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np
     [fh, fw], separable [taps] or None; ``flip_filter=True`` means correlation.
     Output size: ``(in * up + pad0 + pad1 - (fu_size - 1) - (fd_size - 1) + down - 1) // down``.
     Runs ``_filtered_lrelu_fast`` for float32/float64 CPU tensors when ``impl`` asks for the fast
-    path (``'fast'``, or ``'auto'`` in the fast ops mode), ``_filtered_lrelu_ref`` otherwise.
+    path (``'fast'``, or ``'auto'`` in the fast ops mode), the Triton kernel for CUDA tensors,
+    ``polyphase`` on other devices, ``_filtered_lrelu_ref`` otherwise.
     """
     assert isinstance(x, torch.Tensor)
+    kwargs = dict(fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp,
+                  flip_filter=flip_filter)
+    backend = triton_ops.fused_backend(x, impl)
+    if backend:
+        _check_args(x, fu, fd, b, up, down, padding, gain, slope, clamp)
+        fused = polyphase.filtered_lrelu(x, **kwargs, backend=backend)   # None where it does not apply
+        if fused is not None:
+            return fused
     if use_fast(impl) and _fast_supported(x, fu, fd, b):
-        return _filtered_lrelu_fast(x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain,
-                                    slope=slope, clamp=clamp, flip_filter=flip_filter)
-    return _filtered_lrelu_ref(x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain, slope=slope,
-                               clamp=clamp, flip_filter=flip_filter)
+        return _filtered_lrelu_fast(x, **kwargs)
+    return _filtered_lrelu_ref(x, **kwargs)
 
 
 @misc.profiled_function
@@ -90,11 +102,13 @@ def _filtered_lrelu_ref(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, ga
     out_w = (in_w * up + (px0 + px1) - (fu_w - 1) - (fd_w - 1) + (down - 1)) // down
     out_h = (in_h * up + (py0 + py1) - (fu_h - 1) - (fd_h - 1) + (down - 1)) // down
 
-    x = bias_act.bias_act(x=x, b=b)
+    # The parts run their references too (impl='ref' means the reference composition, all of it).
+    x = bias_act.bias_act(x=x, b=b, impl='ref')
     # up**2 restores the magnitude lost to the inserted zeros.
-    x = upfirdn2d.upfirdn2d(x=x, f=fu, up=up, padding=[px0, px1, py0, py1], gain=up ** 2, flip_filter=flip_filter)
-    x = bias_act.bias_act(x=x, act='lrelu', alpha=slope, gain=gain, clamp=clamp)
-    x = upfirdn2d.upfirdn2d(x=x, f=fd, down=down, flip_filter=flip_filter)
+    x = upfirdn2d.upfirdn2d(x=x, f=fu, up=up, padding=[px0, px1, py0, py1], gain=up ** 2, flip_filter=flip_filter,
+                            impl='ref')
+    x = bias_act.bias_act(x=x, act='lrelu', alpha=slope, gain=gain, clamp=clamp, impl='ref')
+    x = upfirdn2d.upfirdn2d(x=x, f=fd, down=down, flip_filter=flip_filter, impl='ref')
 
     misc.assert_shape(x, [batch_size, channels, out_h, out_w])
     assert x.dtype == in_dtype

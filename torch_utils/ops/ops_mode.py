@@ -9,10 +9,14 @@ time an op asks; a bad value there is a warning, never an import error.
 The ``impl`` argument of each op keeps NVIDIA's meaning and adds two values:
 
 - ``'ref'``: the reference composition, always;
-- ``'cuda'``: NVIDIA's compiled-kernel path, which exists only for CUDA tensors (where
-  this project has no kernel yet, the reference runs), the reference elsewhere;
-- ``'fast'``: this project's fast path where it applies to the inputs, whatever the mode;
+- ``'cuda'``: NVIDIA's compiled-kernel path: here the Triton kernels (``triton_ops``) for
+  CUDA tensors when Triton runs there, the reference otherwise;
+- ``'fast'``: this project's fast path where it applies to the inputs, whatever the mode
+  (the Triton kernels on CUDA, the CPU fast paths, the plain-PyTorch polyphase ops elsewhere);
 - ``'auto'`` (the default): ``'fast'`` in the fast mode, ``'ref'`` in the reference mode.
+
+``triton_ops.triton_kernels()`` makes the Triton kernels take CPU tensors too, in Triton's
+interpreter (for tests); the flag it sets lives here, so that the CPU fast paths stand aside.
 """
 
 import contextlib
@@ -28,6 +32,7 @@ MODES = ('fast', 'ref')
 IMPLS = ('auto', 'fast', 'ref', 'cuda')
 _ENV = 'STYLEGAN_HUMAN_OPS'
 _scoped = contextvars.ContextVar('stylegan_human_ops_mode', default=None)
+_triton_on_cpu = contextvars.ContextVar('stylegan_human_triton_on_cpu', default=False)
 _env_default = None
 
 
@@ -75,9 +80,27 @@ def use_fast(impl='auto'):
     return impl == 'fast' or (impl == 'auto' and get_mode() == 'fast')
 
 
+def triton_on_cpu():
+    """True inside ``triton_ops.triton_kernels()``: the Triton kernels take CPU tensors too."""
+    return _triton_on_cpu.get()
+
+
+@contextlib.contextmanager
+def triton_on_cpu_scope():
+    """Set ``triton_on_cpu()`` for the enclosed code (use ``triton_ops.triton_kernels()``, which
+    also checks that Triton interprets)."""
+    token = _triton_on_cpu.set(True)
+    try:
+        yield
+    finally:
+        _triton_on_cpu.reset(token)
+
+
 def fast_cpu_inference(x, *tensors, impl='auto'):
     """True for CPU work that needs no gradients, in float32 (or in bfloat16 inside a bf16
-    precision block), when ``impl`` allows the fast path."""
+    precision block), when ``impl`` allows the fast path (not inside ``triton_on_cpu_scope()``)."""
     if not use_fast(impl) or x.device.type != 'cpu' or x.dtype not in (torch.float32, precision.compute_dtype()):
+        return False
+    if _triton_on_cpu.get():
         return False
     return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors))

@@ -1,8 +1,10 @@
 """Upsample, pad, FIR-filter and downsample batches of 2-D images.
 
 Same API and numbers as NVIDIA's ``torch_utils.ops.upfirdn2d``. The reference runs on
-every device; float32 CPU tensors with a 2-D filter take a faster path when ``impl``
-asks for it (``'fast'``, or the default ``'auto'`` in the fast ops mode; see ``ops_mode``).
+every device; when ``impl`` asks for the fast path (``'fast'``, or the default ``'auto'`` in
+the fast ops mode; see ``ops_mode``) CUDA tensors run a Triton kernel (``triton_ops``; also
+for ``impl='cuda'``), float32 CPU tensors with a 2-D filter the faster path below, and
+other devices the polyphase ops of ``polyphase`` (no zero-inserted copies).
 """
 
 import numpy as np
@@ -11,6 +13,8 @@ import torch
 from .. import misc
 from . import conv2d_gradfix
 from . import ops_mode
+from . import polyphase
+from . import triton_ops
 
 # ---------------------------------------------------------------------------
 # Argument parsing shared with conv2d_resample.
@@ -107,8 +111,14 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='au
     Like ``scipy.signal.upfirdn`` in 2-D. Differentiable to any order w.r.t. ``x``.
     """
     assert isinstance(x, torch.Tensor)
+    kwargs = dict(up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+    backend = triton_ops.fused_backend(x, impl)
+    if backend:
+        fused = polyphase.upfirdn2d(x, f, **kwargs, backend=backend)   # None where it does not apply
+        if fused is not None:
+            return fused
     if ops_mode.use_fast(impl) and _fast_applies(x, f):
-        return _upfirdn2d_fast(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
+        return _upfirdn2d_fast(x, f, **kwargs)
     return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 
 
