@@ -17,7 +17,6 @@ world_size, **c)``. Run directories are ``<outdir>/<5-digit id>-<desc>`` with th
 next free id; an existing directory is never reused.
 """
 
-import dataclasses
 import inspect
 import json
 import os
@@ -26,63 +25,16 @@ import tempfile
 
 import dnnlib
 from dnnlib.atomic import atomic_write
-from dnnlib.errors import InputError
+# torchrun parsing is the library's (generate.py uses it too); these names stay importable from here.
+from stylegan_human.processes import TORCHRUN_VARS, DistributedEnv, LaunchError, torchrun_environment  # noqa: F401
 
-TORCHRUN_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')
 OPTIONS_FILE = 'training_options.json'
 RECORD_ONLY_KEYS = ('flavour',)  # In training_options.json for the reader; not training_loop arguments.
 _RUN_ID = re.compile(r'^\d+')
 
 
-class LaunchError(InputError):
-    """A launch the user has to fix (devices, environment, output folder); one-line message."""
-
-
 # ----------------------------------------------------------------------------
 # Environment and devices.
-
-
-@dataclasses.dataclass(frozen=True)
-class DistributedEnv:
-    """This process's place in a torchrun job."""
-    rank: int
-    world_size: int
-    local_rank: int
-    local_world_size: int
-    master_addr: str
-    master_port: str
-
-
-def torchrun_environment(environ=None):
-    """The torchrun job this process belongs to (from its environment), or None when not under torchrun.
-
-    Any of RANK / WORLD_SIZE / LOCAL_RANK set means torchrun (or a launcher like it);
-    then all of TORCHRUN_VARS must be there and consistent.
-    """
-    env = os.environ if environ is None else environ
-    if not any(name in env for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')):
-        return None
-    missing = [name for name in TORCHRUN_VARS if not str(env.get(name, '')).strip()]
-    if missing:
-        raise LaunchError(f'torch.distributed environment is incomplete: {", ".join(missing)} not set '
-                          '(start the processes with torchrun, or unset RANK/WORLD_SIZE/LOCAL_RANK)')
-    numbers = {}
-    for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE'):
-        if name == 'LOCAL_WORLD_SIZE' and name not in env:
-            continue
-        try:
-            numbers[name] = int(env[name])
-        except ValueError:
-            raise LaunchError(f'{name}={env[name]!r} is not a whole number') from None
-    world, rank, local_rank = numbers['WORLD_SIZE'], numbers['RANK'], numbers['LOCAL_RANK']
-    local_world = numbers.get('LOCAL_WORLD_SIZE', world)
-    if world < 1 or not 0 <= rank < world:
-        raise LaunchError(f'RANK={rank} is not in [0, WORLD_SIZE={world})')
-    if local_world < 1 or not 0 <= local_rank < local_world or local_world > world:
-        raise LaunchError(f'LOCAL_RANK={local_rank} does not fit LOCAL_WORLD_SIZE={local_world} '
-                          f'and WORLD_SIZE={world}')
-    return DistributedEnv(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world,
-                          master_addr=str(env['MASTER_ADDR']), master_port=str(env['MASTER_PORT']))
 
 
 def resolve_device_type(name, cuda_available=None):
