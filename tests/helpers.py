@@ -86,3 +86,31 @@ def one_line_failure(result, *words):
     for word in words:
         assert word in errors[0], errors[0]
     return errors[0]
+
+
+# ----------------------------------------------------------------------------
+# Op tests (polyphase and Triton paths against the reference)
+
+
+def seeded_randn(*shape, seed=0, dtype=None):
+    """Normal samples from their own generator (float64 unless ``dtype`` says otherwise)."""
+    import torch
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype or torch.float64)
+
+
+def fir_filter(kind, taps, seed):
+    """None, a 1-D filter of ``taps`` taps, or a 2-D one that is not square (float32)."""
+    import torch
+    if kind is None:
+        return None
+    if kind == '1d':
+        return seeded_randn(taps, seed=seed, dtype=torch.float32)
+    return seeded_randn(taps, max(taps - 1, 1), seed=seed, dtype=torch.float32)
+
+
+def assert_close_scaled(got, want, tol):
+    """Same shape and dtype, and the largest difference within ``tol`` of the larger of 1 and max |want|."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    scale = max(want.abs().max().item(), 1.0)
+    err = (got - want).abs().max().item()
+    assert err <= tol * scale, (err, scale)

@@ -12,24 +12,7 @@ from torch_utils.ops import ops_mode
 from torch_utils.ops import polyphase
 from torch_utils.ops import resample_plan
 from torch_utils.ops import upfirdn2d as ud
-
-
-def _rand(*shape, seed=0, dtype=torch.float64):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def _filter(kind, taps, seed):
-    if kind is None:
-        return None
-    if kind == '1d':
-        return _rand(taps, seed=seed, dtype=torch.float32)
-    return _rand(taps, max(taps - 1, 1), seed=seed, dtype=torch.float32)  # not square
-
-
-def _close(got, want, tol):
-    assert got.shape == want.shape and got.dtype == want.dtype
-    scale = max(want.abs().max().item(), 1.0)
-    assert (got - want).abs().max().item() <= tol * scale
+from helpers import assert_close_scaled as _close, fir_filter as _filter, seeded_randn as _rand
 
 
 def derivatives(fn, x, b, **kwargs):

@@ -20,28 +20,10 @@ from torch_utils.ops import ops_mode
 from torch_utils.ops import polyphase
 from torch_utils.ops import triton_ops
 from torch_utils.ops import upfirdn2d as ud
+from helpers import assert_close_scaled as _close, fir_filter as _filter, seeded_randn as _rand
 
 pytestmark = triton_interpreter.module_marks
 test_in_a_fresh_process = triton_interpreter.fresh_process_test(pathlib.Path(__file__))
-
-
-def _rand(*shape, seed=0, dtype=torch.float64):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def _filter(kind, taps, seed):
-    if kind is None:
-        return None
-    if kind == '1d':
-        return _rand(taps, seed=seed, dtype=torch.float32)
-    return _rand(taps, max(taps - 1, 1), seed=seed, dtype=torch.float32)  # not square
-
-
-def _close(got, want, tol):
-    assert got.shape == want.shape and got.dtype == want.dtype
-    scale = max(want.abs().max().item(), 1.0)
-    err = (got - want).abs().max().item()
-    assert err <= tol * scale, (err, scale)
 
 
 def derivatives(fn, inputs, weights_seed=9):
