@@ -114,3 +114,14 @@ def assert_close_scaled(got, want, tol):
     scale = max(want.abs().max().item(), 1.0)
     err = (got - want).abs().max().item()
     assert err <= tol * scale, (err, scale)
+
+
+def load_benchmark(name):
+    """benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / f'{name}.py'
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,19 +1,15 @@
 """benchmarks/bench_generate.py runs end to end on tiny networks (no timing assertions)."""
 
-import importlib.util
 import json
-import pathlib
 
 from click.testing import CliRunner
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from helpers import load_benchmark
+
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location('bench_generate', ROOT / 'benchmarks' / 'bench_generate.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('bench_generate')
 
 
 def test_quick_run_writes_a_complete_table(tmp_path):
