@@ -104,7 +104,10 @@ def tune_generator(G: torch.nn.Module, pivots: Sequence[torch.Tensor], targets: 
     device = torch.device(device)
     original = copy.deepcopy(G).eval().requires_grad_(False).to(device).float()
     tuned = copy.deepcopy(G).to(device).float().requires_grad_(True)
-    optimizer = torch.optim.Adam(tuned.parameters(), lr=cfg.learning_rate)
+    if device.type == 'cpu':
+        # The CPU convolutions run channels-last; weights kept that way are never copied per step.
+        tuned = tuned.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(tuned.parameters(), lr=cfg.learning_rate, fused=device.type == 'cpu')
     regularizer = LocalityRegularizer(original, lpips, cfg, seed, device) if cfg.locality else None
     pivots = [p.to(device, torch.float32).detach() for p in pivots]
     targets = [t.to(device, torch.float32) for t in targets]

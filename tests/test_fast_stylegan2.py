@@ -96,10 +96,10 @@ def test_torgb_fast_equals_reference():
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_reference_runs_when_gradients_are_needed():
+def test_an_image_computed_with_gradients_is_the_reference_image():
     G = _generator()
     ws = G.mapping(torch.randn(1, G.z_dim), None).detach().requires_grad_(True)
-    assert not modulated_conv_fast.applies(ws, ws)
+    assert not modulated_conv_fast.applies(ws, ws)      # the in-place path stands aside
     with_grad = G.synthesis(ws, noise_mode='const')
     with torch.no_grad(), reference_ops():
         ref = G.synthesis(ws, noise_mode='const')

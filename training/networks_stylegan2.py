@@ -29,9 +29,18 @@ from torch_utils.ops import upfirdn2d
 
 try:  # this project's fused CPU path and precision choice; NVIDIA's torch_utils (this file dropped into its repo) has none
     from torch_utils import precision
-    from torch_utils.ops import modulated_conv_fast, ops_mode
+    from torch_utils.ops import modulated_conv_fast, modulated_conv_grad, ops_mode
 except ImportError:
-    modulated_conv_fast = ops_mode = precision = None
+    modulated_conv_fast = modulated_conv_grad = ops_mode = precision = None
+
+
+def _fused_modconv_path(x, w, weight, activation='linear'):
+    """This project's fused CPU modulated convolution for these inputs (the inference one or the
+    one with gradients), or None where the reference runs."""
+    for module in (modulated_conv_fast, modulated_conv_grad):
+        if module is not None and module.applies(x, w, weight, activation=activation):
+            return module
+    return None
 
 
 def _map_shape(resolution, square):
@@ -359,10 +368,9 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
 
         flip_weight = (self.up == 1)
-        fast = modulated_conv_fast is not None and modulated_conv_fast.applies(x, w, self.weight,
-                                                                              activation=self.activation)
-        if fast:
-            return modulated_conv_fast.modulated_conv_bias_act(
+        fused = _fused_modconv_path(x, w, self.weight, activation=self.activation)
+        if fused is not None:
+            return fused.modulated_conv_bias_act(
                 x, self.weight, styles, self.bias, noise=noise, up=self.up, padding=self.padding,
                 resample_filter=self.resample_filter, flip_weight=flip_weight, activation=self.activation,
                 alpha=bias_act.activation_funcs[self.activation].def_alpha, gain=self.act_gain * gain,
@@ -398,8 +406,9 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
-        if modulated_conv_fast is not None and modulated_conv_fast.applies(x, w, self.weight):
-            return modulated_conv_fast.modulated_conv_bias_act(
+        fused = _fused_modconv_path(x, w, self.weight)
+        if fused is not None:
+            return fused.modulated_conv_bias_act(
                 x, self.weight, styles, self.bias, demodulate=False, activation='linear', clamp=self.conv_clamp)
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
@@ -476,8 +485,8 @@ class SynthesisBlock(torch.nn.Module):
         if precision is not None and precision.compute_dtype() == torch.bfloat16:
             dtype = torch.bfloat16   # --precision bf16: every block, whatever force_fp32 says
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
-        if memory_format == torch.contiguous_format and ops_mode is not None and ops_mode.fast_cpu_inference(ws):
-            memory_format = torch.preserve_format  # the fused CPU path keeps activations channels-last
+        if memory_format == torch.contiguous_format and ops_mode is not None and ops_mode.fast_cpu(ws):
+            memory_format = torch.preserve_format  # the fused CPU paths keep activations channels-last
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
         if fused_modconv == 'inference_only':

@@ -44,9 +44,10 @@ class Backbone(nn.Module):
                 layers.append(nn.MaxPool2d(kernel_size=3 if arch == 'alex' else 2, stride=2))
             else:
                 layers.append(nn.ReLU(inplace=False))
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*layers).to(memory_format=torch.channels_last)
 
     def forward(self, x):
+        x = x.contiguous(memory_format=torch.channels_last)   # the CPU convolutions' fastest layout
         outputs = []
         for index, layer in enumerate(self.features):
             x = layer(x)

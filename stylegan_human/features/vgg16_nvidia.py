@@ -58,6 +58,7 @@ class VGG16Features(nn.Module):
             self.register_buffer(f'lpips{k}', torch.ones(channels))
         self.register_buffer('mean', torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
         self.register_buffer('std', torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1) * 255)
+        self.layers.to(memory_format=torch.channels_last)   # see forward; loading weights keeps the layout
 
     def forward(self, img, resize_images=False, return_lpips=False, return_features=False):
         x = img
@@ -65,7 +66,9 @@ class VGG16Features(nn.Module):
             x = x.repeat(1, 3, 1, 1)
         if resize_images:
             x = tf_bilinear_resize(x, 224, 224)
-        x = (x - self.mean) / self.std
+        # Channels-last: the layout CPU convolutions run fastest in, forward and backward
+        # (about twice the speed of contiguous ones with 64 channels).
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         taps = []
         for i in range(1, len(_CONVS) + 1):
             x = F.relu(getattr(self.layers, f'conv{i}')(x))

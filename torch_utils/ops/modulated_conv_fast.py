@@ -94,8 +94,8 @@ def _modulating_activations_is_cheaper(x, weight, up):
     return x.numel() + out_elements < weight.numel()
 
 
-# Tensors derived from a weight, kept while the weight lives and is unchanged (inference only:
-# the fast path never runs when gradients are needed, and an in-place update bumps the version).
+# Tensors derived from a weight, kept while the weight lives and is unchanged (an in-place
+# update bumps the version). Only for weights that need no gradient: they carry no graph.
 # Keyed by id: tensors compare elementwise, so they cannot be dictionary keys themselves.
 _derived = {}
 
@@ -106,7 +106,9 @@ def _prepared(weight, kind, dtype=None, flip=False):
     channels-last in ``dtype``."""
     entry = _derived.get(id(weight))
     if entry is None or entry[0]() is not weight or entry[1] != weight._version:
-        entry = (weakref.ref(weight, lambda _, key=id(weight): _derived.pop(key, None)), weight._version, {})
+        # The table is bound now: at interpreter exit the module's globals may already be gone.
+        forget = lambda _, key=id(weight), table=_derived: table.pop(key, None)  # noqa: E731
+        entry = (weakref.ref(weight, forget), weight._version, {})
         _derived[id(weight)] = entry
     key = (kind, dtype, flip)
     if key not in entry[2]:

@@ -96,11 +96,19 @@ def triton_on_cpu_scope():
         _triton_on_cpu.reset(token)
 
 
-def fast_cpu_inference(x, *tensors, impl='auto'):
-    """True for CPU work that needs no gradients, in float32 (or in bfloat16 inside a bf16
-    precision block), when ``impl`` allows the fast path (not inside ``triton_on_cpu_scope()``)."""
+def fast_cpu(x, impl='auto'):
+    """True for CPU work in float32 (or in bfloat16 inside a bf16 precision block) when ``impl``
+    allows the fast path (not inside ``triton_on_cpu_scope()``), with or without gradients."""
     if not use_fast(impl) or x.device.type != 'cpu' or x.dtype not in (torch.float32, precision.compute_dtype()):
         return False
-    if _triton_on_cpu.get():
-        return False
-    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors))
+    return not _triton_on_cpu.get()
+
+
+def needs_grad(*tensors):
+    """True when autograd records here and one of ``tensors`` requires a gradient."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def fast_cpu_inference(x, *tensors, impl='auto'):
+    """``fast_cpu(x)`` for work that needs no gradients (none of ``x, *tensors`` needs one)."""
+    return fast_cpu(x, impl) and not needs_grad(x, *tensors)

@@ -1,0 +1,147 @@
+"""StyleGAN2's modulated convolution + noise + bias + activation on the CPU, with gradients.
+
+The inference path (``modulated_conv_fast``) writes in place into tensors autograd would
+need, so it cannot run when gradients are wanted. PTI, projection, InsetGAN, dragging and
+training all want them, and the reference spends about as much time moving memory as
+computing there: convolutions on contiguous activations (the CPU kernels run the large
+maps at half speed that way), and a new tensor for every step of the epilogue (noise,
+bias, activation, gain, clamp), each kept for the backward pass and each costing a pass
+over the largest maps there and back.
+
+This path computes the same function with the memory traffic cut down:
+
+- activations stay channels-last;
+- on the large maps each image's kernel is modulated (styles, demodulation, activation
+  gain) before the convolution, a pass over the small kernel instead of two over the
+  activations; on the small maps of many channels the activations are scaled instead
+  (upstream's non-fused modulation), which leaves the large kernel alone; the gain
+  g > 0 moves in front of the activation (lrelu(x) * g == lrelu(g * x));
+- noise, bias, activation and clamp run in place on the convolution's output inside
+  one autograd node (``NoiseBiasActClamp``) that keeps only its output, as NVIDIA's CUDA
+  kernel does, and computes its gradient from it.
+
+Used for CPU float32 (or bfloat16 under ``--precision bf16``) work that needs gradients
+in the fast ops mode; the reference runs everywhere else.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from . import modulated_conv_fast, ops_mode
+from .upfirdn2d import _get_filter_size
+
+_ACTIVATIONS = ('lrelu', 'linear')
+
+
+def applies(x, *tensors, activation='linear'):
+    """True when this path may replace the reference for these inputs (gradients needed)."""
+    return activation in _ACTIVATIONS and ops_mode.fast_cpu(x) and ops_mode.needs_grad(x, *tensors)
+
+
+def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0, resample_filter=None,
+                            flip_weight=True, demodulate=True, activation='lrelu', alpha=0.2, gain=1.0,
+                            clamp=None):
+    """``clamp(act(modconv(x) + noise + bias) * gain)``, differentiable w.r.t. every tensor.
+
+    Arguments as ``modulated_conv_fast.modulated_conv_bias_act``; any batch size. Returns a
+    channels-last tensor [N, O, H * up, W * up] of x's dtype. A channels-last ``weight``
+    (``module.to(memory_format=torch.channels_last)``) saves two copies of it per call
+    when it needs a gradient.
+    """
+    assert gain > 0
+    dtype = x.dtype
+    x = x.contiguous(memory_format=torch.channels_last)
+    shared = _shared_kernel(weight, up, flip_weight)
+    out_scale = torch.full_like(styles[:, :1], float(gain)).expand(-1, weight.shape[0])    # [N, O]
+    if demodulate:
+        out_scale = out_scale * (styles.square() @ (weight * weight).sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+    bias = (bias * gain).to(dtype)
+    conv_bias = bias if up == 1 else None   # the convolution adds it for free; after upsampling the epilogue does
+
+    if modulated_conv_fast._modulating_activations_is_cheaper(x, weight, up):
+        # Small maps, many channels: scale the activations in and out, one shared kernel.
+        y = _conv(x * styles.to(dtype)[:, :, None, None], shared.to(dtype), None, up, padding, resample_filter)
+        y = y * out_scale.to(dtype)[:, :, None, None]
+        conv_bias = None
+    else:
+        # Large maps: one modulated kernel per image ([O, I] scale; [I, O] for a transposed kernel).
+        scales = out_scale[:, :, None] * styles[:, None, :]
+        images = []
+        # x itself for one image: a slice's gradient would come back contiguous, and so would
+        # every gradient below it.
+        for image, scale in zip([x] if x.shape[0] == 1 else x.split(1), scales):
+            scale = scale if up == 1 else scale.t()
+            kernel = (shared * scale[:, :, None, None]).to(dtype)
+            images.append(_conv(image, kernel, conv_bias, up, padding, resample_filter))
+        y = images[0] if len(images) == 1 else torch.cat(images)
+    noise = None if noise is None else (noise * gain).to(dtype)
+    return NoiseBiasActClamp.apply(y, None if conv_bias is not None else bias, noise, activation, float(alpha),
+                                   None if clamp is None else float(clamp))
+
+
+def _shared_kernel(weight, up, flip_weight):
+    """``weight`` (float32) in the layout and orientation the convolution runs: [O, I, k, k] to
+    correlate, [I, O, k, k] for the transposed convolution; channels-last."""
+    if not (torch.is_grad_enabled() and weight.requires_grad):   # a cached copy, made once per weight version
+        kind, flip = ('conv', not flip_weight) if up == 1 else ('conv_transposed', flip_weight)
+        return modulated_conv_fast._prepared(weight, kind, torch.float32, flip=flip)
+    kernel = weight if up == 1 else weight.transpose(0, 1)
+    kernel = kernel.flip([2, 3]) if flip_weight != (up == 1) else kernel
+    return kernel.float().contiguous(memory_format=torch.channels_last)
+
+
+def _conv(x, kernel, bias, up, padding, resample_filter):
+    """The layer's convolution with an oriented kernel (differentiable w.r.t. input, kernel and bias)."""
+    if up == 1 and kernel.shape[2:] == (1, 1):
+        # A product over channels. As a convolution (few output channels: toRGB) the CPU takes a
+        # slow path whose gradient comes back contiguous, and every layer below would follow it.
+        pixels = x.permute(0, 2, 3, 1)                                    # [N, H, W, I], no copy
+        matrix = kernel[:, :, 0, 0].t()
+        y = pixels @ matrix if bias is None else torch.addmm(
+            bias, pixels.reshape(-1, pixels.shape[-1]), matrix).reshape(*pixels.shape[:3], -1)
+        return y.permute(0, 3, 1, 2)                                      # [N, O, H, W], channels-last
+    if up == 1:
+        return F.conv2d(x, kernel, bias, padding=padding)
+    assert bias is None and _get_filter_size(resample_filter) != (1, 1)
+    return modulated_conv_fast._upsample_conv(x, kernel, up, padding, resample_filter)
+
+
+class NoiseBiasActClamp(torch.autograd.Function):
+    """``clamp(act(y + bias + noise), -clamp, clamp)`` for lrelu/linear, in place on ``y``.
+
+    ``y`` must be a tensor nothing else keeps (a convolution's fresh output); only the
+    result is kept for the gradient: zero where the clamp cut (the reference's clamp
+    passes nothing there either), 1 where the result is positive, ``alpha`` elsewhere.
+    """
+
+    @staticmethod
+    def forward(ctx, y, bias, noise, activation, alpha, clamp):
+        if bias is not None:
+            y.add_(bias[None, :, None, None])
+        if noise is not None:
+            y.add_(noise)
+        if activation == 'lrelu':
+            F.leaky_relu_(y, alpha)
+        if clamp is not None:
+            y.clamp_(-clamp, clamp)
+        ctx.mark_dirty(y)
+        ctx.save_for_backward(y)
+        ctx.settings = (activation, alpha, clamp, None if noise is None else noise.shape)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Detached: the masks below have zero derivative, and a second-order gradient (path
+        # length regularisation) then reaches bias and noise as None, as with NVIDIA's kernel.
+        out = ctx.saved_tensors[0].detach()
+        activation, alpha, clamp, noise_shape = ctx.settings
+        # The image's gradient arrives contiguous; channels-last from here on keeps every
+        # convolution's backward pass (and the ones below) in the layout they run fastest in.
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        if clamp is not None:
+            grad = torch.ops.aten.hardtanh_backward(grad, out, -clamp, clamp)
+        if activation == 'lrelu':
+            grad = torch.ops.aten.leaky_relu_backward(grad, out, alpha, True)
+        grad_bias = grad.sum(dim=[0, 2, 3]) if ctx.needs_input_grad[1] else None
+        grad_noise = grad.sum_to_size(noise_shape) if ctx.needs_input_grad[2] else None
+        return grad, grad_bias, grad_noise, None, None, None
