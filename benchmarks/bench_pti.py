@@ -6,10 +6,13 @@ python benchmarks/bench_pti.py --resolution 1024 --steps 3
 
 Random weights in the published shapes (generator, LPIPS-AlexNet, NVIDIA's
 VGG16): speed does not depend on the values. Each phase runs one warm-up step
-(not timed) and then ``--steps`` timed steps through the same functions
-run_pti.py uses, in fp32 and, where the CPU has native bfloat16, in bf16 too. The
-GEMM rate (4096 products) is measured before and after each phase and printed with
-the machine's CPU flags; a busy machine is flagged.
+and then ``--steps`` steps through the same functions run_pti.py uses, and the
+median step is reported: with this project's fast ops and with the reference ops
+in fp32, and with the fast ops in bf16 where the CPU has native bfloat16. The GEMM
+rate (4096 products) is measured before and after each and printed with the
+machine's CPU flags; a busy machine is flagged. Last, both ops run a short
+projection and tuning toward the same target, and their PSNR and LPIPS are
+printed side by side: the fast ops must reach the same result.
 """
 
 import pathlib
@@ -31,6 +34,7 @@ from pti.tuning import TuningConfig, tune_generator  # noqa: E402
 from stylegan_human.features.lpips import LPIPS  # noqa: E402
 from stylegan_human.features.vgg16_nvidia import VGG16Features  # noqa: E402
 from torch_utils import precision  # noqa: E402
+from torch_utils.ops import ops_mode  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
 
 
@@ -41,11 +45,24 @@ def published_generator(resolution):
         synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)).eval()
 
 
-def timed(fn, steps):
-    fn(1)                                   # warm-up (allocations, first-call costs)
-    start = time.perf_counter()
-    fn(steps)
-    return steps / (time.perf_counter() - start)
+def seconds_per_step(run, steps):
+    """Median wall time of ``steps`` steps of ``run(steps, stop)``, the first (warm-up) step left out.
+
+    ``stop`` is the loop's own per-step callback, so the per-call setup (copying the
+    generator, NVIDIA's w statistics) is not counted."""
+    stamps = []
+
+    def stop(_):
+        stamps.append(time.perf_counter())
+        return False
+    run(steps + 1, stop)
+    stamps.append(time.perf_counter())
+    return float(np.median(np.diff(stamps)[1:]))
+
+
+def psnr(a, b):
+    """PSNR in dB of images in [-1, 1]."""
+    return float(10 * torch.log10(4 / (a - b).square().mean()))
 
 
 @click.command()
@@ -54,43 +71,74 @@ def timed(fn, steps):
 @click.option('--threads', type=int, default=None, help='torch threads (default: all cores)')
 @click.option('--bf16/--no-bf16', 'with_bf16', default=None,
               help='Also time bf16  [default: where the CPU has native bf16]')
-def main(resolution, steps, threads, with_bf16):
+@click.option('--quality-steps', type=click.IntRange(min=0), default=20, show_default=True,
+              help='Projection and tuning steps toward a fixed target with the fast and the reference ops, '
+                   'to compare their PSNR and LPIPS (0: skip)')
+def main(resolution, steps, threads, with_bf16, quality_steps):
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     G = published_generator(int(resolution))
     vgg = VGG16Features().eval().requires_grad_(False)
     lpips = LPIPS('alex').eval().requires_grad_(False)
-    target = torch.rand(1, 3, G.img_resolution, G.img_resolution // 2) * 2 - 1
+    with torch.no_grad():   # the published linear layers weigh channels by non-negative numbers
+        for name, param in lpips.named_parameters():
+            if name.startswith('lin'):
+                param.abs_()
     features = lambda images: vgg(images, return_lpips=True)  # noqa: E731
     with torch.no_grad():
         pivot = G.mapping(torch.randn(1, G.z_dim), None)
+        # A target the generator can reach (another person's image), so the losses fall.
+        target = G.synthesis(G.mapping(torch.randn(1, G.z_dim), None), noise_mode='const', force_fp32=True)
 
-    def project(n):
-        project_w(G, target, features, ProjectionConfig(steps=n, w_avg_samples=600))
+    def project(n, stop):
+        return project_w(G, target, features, ProjectionConfig(steps=n, w_avg_samples=600), stop=stop)
 
-    def tune(n):
-        tune_generator(G, [pivot], [target], lpips, TuningConfig(steps=n, lpips_threshold=-1, check_every=n))
+    def tune(n, stop, pivot=pivot):
+        return tune_generator(G, [pivot], [target], lpips,
+                              TuningConfig(steps=n, lpips_threshold=-1, check_every=n), stop=stop)
 
+    phases = (('W projection (VGG16 loss)', project), ('pivotal tuning (L2 + LPIPS)', tune))
     size = f'{G.img_resolution}x{G.img_resolution // 2}'
     print(machine.describe())
-    print(f'StyleGAN2 {size}, {torch.get_num_threads()} threads, {steps} timed steps per phase')
-    formats = ['fp32'] + (['bf16'] if (machine.bf16_native() if with_bf16 is None else with_bf16) else [])
-    rates = {}
-    for number_format in formats:
-        dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
-        for phase, fn in (('W projection (VGG16 loss)', project), ('pivotal tuning (L2 + LPIPS)', tune)):
-            with machine.roofline(with_bf16=number_format == 'bf16') as limit, precision.use_precision(dtype):
-                rate = timed(fn, steps)
-            rates[(number_format, phase)] = rate
-            print(f'{number_format} {phase + ":":30} {rate:.3f} steps/s  ({1 / rate:.2f} s/step)  {limit.summary()}')
+    print(f'StyleGAN2 {size}, {torch.get_num_threads()} threads, median of {steps} steps per phase')
+    runs = [('fp32', 'ref'), ('fp32', 'fast')]    # the reference first: the fast rows give their speed-up
+    if machine.bf16_native() if with_bf16 is None else with_bf16:
+        runs.append(('bf16', 'fast'))
+    times = {}
+    for phase, fn in phases:
+        for number_format, ops in runs:
+            dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
+            with machine.roofline(with_bf16=number_format == 'bf16') as limit, \
+                    precision.use_precision(dtype), ops_mode.use_ops(ops):
+                seconds = seconds_per_step(fn, steps)
+            times[(phase, number_format, ops)] = seconds
+            speedup = times[(phase, 'fp32', 'ref')] / seconds if ops == 'fast' and number_format == 'fp32' else None
+            note = f'  {speedup:.2f}x the reference ops' if speedup else ''
+            print(f'{phase + ":":30} {number_format} {ops:4} ops {seconds:.2f} s/step{note}  {limit.summary()}')
+        if ('bf16', 'fast') in runs:
+            print(f'{"":30} bf16 fast: {times[(phase, "fp32", "fast")] / times[(phase, "bf16", "fast")]:.2f}x '
+                  'fp32 fast')
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'peak RSS: {peak:.0f} MB')
-    project_rate, tune_rate = (rates[('fp32', phase)] for phase in ('W projection (VGG16 loss)',
-                                                                    'pivotal tuning (L2 + LPIPS)'))
-    defaults = ProjectionConfig().steps / project_rate + TuningConfig().steps / tune_rate
+    defaults = ProjectionConfig().steps * times[(phases[0][0], 'fp32', 'fast')] + \
+        TuningConfig().steps * times[(phases[1][0], 'fp32', 'fast')]
     print(f'one photo at the defaults in fp32 (450 + up to 350 steps): about {defaults / 60:.0f} min')
-    return np.array([project_rate, tune_rate])
+
+    if quality_steps:
+        print(f'Quality after {quality_steps} projection + {quality_steps} tuning steps toward a fixed target:')
+        quality = {}
+        for ops in ('fast', 'ref'):
+            with ops_mode.use_ops(ops):
+                w, _ = project(quality_steps, None)
+                tuned, _ = tune(quality_steps, None, pivot=w)
+                with torch.no_grad():
+                    image = tuned.synthesis(w, noise_mode='const', force_fp32=True)
+                    quality[ops] = (psnr(image, target), float(lpips(image, target).mean()))
+            print(f'  {ops:4} ops: PSNR {quality[ops][0]:.2f} dB, LPIPS {quality[ops][1]:.4f}')
+        print(f'  fast - ref: PSNR {quality["fast"][0] - quality["ref"][0]:+.3f} dB, '
+              f'LPIPS {quality["fast"][1] - quality["ref"][1]:+.4f}')
+    return times
 
 
 if __name__ == '__main__':
