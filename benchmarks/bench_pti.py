@@ -10,9 +10,9 @@ and then ``--steps`` steps through the same functions run_pti.py uses, and the
 median step is reported: with this project's fast ops and with the reference ops
 in fp32, and with the fast ops in bf16 where the CPU has native bfloat16. The GEMM
 rate (4096 products) is measured before and after each and printed with the
-machine's CPU flags; a busy machine is flagged. Last, both ops run a short
-projection and tuning toward the same target, and their PSNR and LPIPS are
-printed side by side: the fast ops must reach the same result.
+machine's CPU flags; a busy machine is flagged. Last, each configuration runs a
+short projection and tuning toward the same target, and its PSNR and LPIPS are
+printed next to the reference ops' (fp32 fast must reach the same result).
 """
 
 import pathlib
@@ -72,8 +72,8 @@ def psnr(a, b):
 @click.option('--bf16/--no-bf16', 'with_bf16', default=None,
               help='Also time bf16  [default: where the CPU has native bf16]')
 @click.option('--quality-steps', type=click.IntRange(min=0), default=20, show_default=True,
-              help='Projection and tuning steps toward a fixed target with the fast and the reference ops, '
-                   'to compare their PSNR and LPIPS (0: skip)')
+              help='Projection and tuning steps toward a fixed target in each timed configuration, '
+                   'to compare their PSNR and LPIPS with the reference ops\' (0: skip)')
 def main(resolution, steps, threads, with_bf16, quality_steps):
     if threads:
         torch.set_num_threads(threads)
@@ -128,16 +128,18 @@ def main(resolution, steps, threads, with_bf16, quality_steps):
     if quality_steps:
         print(f'Quality after {quality_steps} projection + {quality_steps} tuning steps toward a fixed target:')
         quality = {}
-        for ops in ('fast', 'ref'):
-            with ops_mode.use_ops(ops):
+        for number_format, ops in runs:
+            dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
+            with ops_mode.use_ops(ops), precision.use_precision(dtype):
                 w, _ = project(quality_steps, None)
                 tuned, _ = tune(quality_steps, None, pivot=w)
-                with torch.no_grad():
-                    image = tuned.synthesis(w, noise_mode='const', force_fp32=True)
-                    quality[ops] = (psnr(image, target), float(lpips(image, target).mean()))
-            print(f'  {ops:4} ops: PSNR {quality[ops][0]:.2f} dB, LPIPS {quality[ops][1]:.4f}')
-        print(f'  fast - ref: PSNR {quality["fast"][0] - quality["ref"][0]:+.3f} dB, '
-              f'LPIPS {quality["fast"][1] - quality["ref"][1]:+.4f}')
+            with torch.no_grad():   # judged in fp32 whatever it was optimised in
+                image = tuned.synthesis(w, noise_mode='const', force_fp32=True)
+                quality[number_format, ops] = (psnr(image, target), float(lpips(image, target).mean()))
+        reference = quality['fp32', 'ref']
+        for (number_format, ops), (db, distance) in quality.items():
+            print(f'  {number_format} {ops:4} ops: PSNR {db:.2f} dB ({db - reference[0]:+.3f}), '
+                  f'LPIPS {distance:.4f} ({distance - reference[1]:+.4f})')
     return times
 
 

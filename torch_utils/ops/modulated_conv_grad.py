@@ -45,49 +45,85 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
 
     Arguments as ``modulated_conv_fast.modulated_conv_bias_act``; any batch size. Returns a
     channels-last tensor [N, O, H * up, W * up] of x's dtype. A channels-last ``weight``
-    (``module.to(memory_format=torch.channels_last)``) saves two copies of it per call
+    (``module.to(memory_format=torch.channels_last)``) saves copies of it on every call
     when it needs a gradient.
     """
     assert gain > 0
     dtype = x.dtype
     x = x.contiguous(memory_format=torch.channels_last)
-    shared = _shared_kernel(weight, up, flip_weight)
     out_scale = torch.full_like(styles[:, :1], float(gain)).expand(-1, weight.shape[0])    # [N, O]
     if demodulate:
-        out_scale = out_scale * (styles.square() @ (weight * weight).sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+        out_scale = out_scale * Demodulation.apply(weight, styles)
     bias = (bias * gain).to(dtype)
     conv_bias = bias if up == 1 else None   # the convolution adds it for free; after upsampling the epilogue does
+    weight_needs_grad = torch.is_grad_enabled() and weight.requires_grad
 
     if modulated_conv_fast._modulating_activations_is_cheaper(x, weight, up):
         # Small maps, many channels: scale the activations in and out, one shared kernel.
-        y = _conv(x * styles.to(dtype)[:, :, None, None], shared.to(dtype), None, up, padding, resample_filter)
+        kernel = _oriented(weight, up, flip_weight) if weight_needs_grad else _cached(weight, up, flip_weight)
+        y = _conv(x * styles.to(dtype)[:, :, None, None], kernel.to(dtype), None, up, padding, resample_filter)
         y = y * out_scale.to(dtype)[:, :, None, None]
         conv_bias = None
     else:
-        # Large maps: one modulated kernel per image ([O, I] scale; [I, O] for a transposed kernel).
-        scales = out_scale[:, :, None] * styles[:, None, :]
+        # Large maps: one modulated kernel per image. A weight that needs a gradient is scaled in
+        # its own layout and then oriented, so that its gradient comes back in that layout.
+        scales = out_scale[:, :, None] * styles[:, None, :]                               # [N, O, I]
         images = []
         # x itself for one image: a slice's gradient would come back contiguous, and so would
         # every gradient below it.
         for image, scale in zip([x] if x.shape[0] == 1 else x.split(1), scales):
-            scale = scale if up == 1 else scale.t()
-            kernel = (shared * scale[:, :, None, None]).to(dtype)
-            images.append(_conv(image, kernel, conv_bias, up, padding, resample_filter))
+            if weight_needs_grad:
+                kernel = _oriented(weight * scale[:, :, None, None], up, flip_weight)
+            else:
+                kernel = _cached(weight, up, flip_weight) * (scale if up == 1 else scale.t())[:, :, None, None]
+            images.append(_conv(image, kernel.to(dtype), conv_bias, up, padding, resample_filter))
         y = images[0] if len(images) == 1 else torch.cat(images)
     noise = None if noise is None else (noise * gain).to(dtype)
     return NoiseBiasActClamp.apply(y, None if conv_bias is not None else bias, noise, activation, float(alpha),
                                    None if clamp is None else float(clamp))
 
 
-def _shared_kernel(weight, up, flip_weight):
-    """``weight`` (float32) in the layout and orientation the convolution runs: [O, I, k, k] to
-    correlate, [I, O, k, k] for the transposed convolution; channels-last."""
-    if not (torch.is_grad_enabled() and weight.requires_grad):   # a cached copy, made once per weight version
-        kind, flip = ('conv', not flip_weight) if up == 1 else ('conv_transposed', flip_weight)
-        return modulated_conv_fast._prepared(weight, kind, torch.float32, flip=flip)
-    kernel = weight if up == 1 else weight.transpose(0, 1)
-    kernel = kernel.flip([2, 3]) if flip_weight != (up == 1) else kernel
+def _oriented(kernel, up, flip_weight):
+    """An [O, I, k, k] kernel (float32, channels-last) in the orientation the convolution runs:
+    as it is to correlate, [I, O, k, k] for the transposed convolution; taps flipped as asked."""
+    if up != 1:
+        kernel = kernel.transpose(0, 1)
+    if flip_weight != (up == 1):
+        kernel = kernel.flip([2, 3])
     return kernel.float().contiguous(memory_format=torch.channels_last)
+
+
+def _cached(weight, up, flip_weight):
+    """``_oriented(weight)`` for a weight that needs no gradient, made once per weight version."""
+    kind, flip = ('conv', not flip_weight) if up == 1 else ('conv_transposed', flip_weight)
+    return modulated_conv_fast._prepared(weight, kind, torch.float32, flip=flip)
+
+
+class Demodulation(torch.autograd.Function):
+    """``1 / ||weight * styles[n]||`` per image and output channel [N, O], the gradient written
+    in one pass over the weight (autograd's would take four, with a copy)."""
+
+    @staticmethod
+    def forward(ctx, weight, styles):
+        weight_sq = (weight * weight).sum(dim=[2, 3])                                    # [O, I]
+        dcoefs = (styles.square() @ weight_sq.t() + 1e-8).rsqrt()                        # [N, O]
+        ctx.save_for_backward(weight, styles, weight_sq, dcoefs)
+        return dcoefs
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, styles, weight_sq, dcoefs = ctx.saved_tensors
+        if torch.is_grad_enabled():   # a second-order gradient: weight_sq must carry its dependence on weight
+            weight_sq = (weight * weight).sum(dim=[2, 3])
+        # d = (sum_i s_i^2 q_oi + eps)^(-1/2): dd/dq_oi = -d^3 s_i^2 / 2, dd/ds_i = -d^3 s_i q_oi.
+        grad_sum = grad * dcoefs.pow(3) * -0.5                                             # [N, O]
+        grad_weight = grad_styles = None
+        if ctx.needs_input_grad[0]:
+            grad_weight_sq = grad_sum.t() @ styles.square()                                # [O, I]
+            grad_weight = weight * (2 * grad_weight_sq)[:, :, None, None]
+        if ctx.needs_input_grad[1]:
+            grad_styles = 2 * styles * (grad_sum @ weight_sq)
+        return grad_weight, grad_styles
 
 
 def _conv(x, kernel, bias, up, padding, resample_filter):
