@@ -43,6 +43,7 @@ NETWORKS = {
     'sg2_512': dict(version=2, img_resolution=512, channel_base=32768, channel_max=512),
     'sg3r_512': dict(version=3, img_resolution=512, channel_base=65536, channel_max=1024, conv_kernel=1,
                      use_radial_filters=True),
+    'sg3t_512': dict(version=3, img_resolution=512, channel_base=32768, channel_max=512),
 }
 QUICK = {'sg2_quick': dict(version=2, img_resolution=64, channel_base=1024, channel_max=64),
          'sg3r_quick': dict(version=3, img_resolution=64, channel_base=2048, channel_max=128, conv_kernel=1,
@@ -191,7 +192,7 @@ def cold_start(spec, workdir, reps):
 
 
 @click.command()
-@click.option('--only', default=None, help='Comma-separated network names (sg2_1024, sg2_512, sg3r_512)')
+@click.option('--only', default=None, help='Comma-separated network names (sg2_1024, sg2_512, sg3r_512, sg3t_512)')
 @click.option('--reps', type=click.IntRange(min=1), default=3, show_default=True, help='Timed runs (best counts)')
 @click.option('--batch', type=click.IntRange(min=2), default=4, show_default=True, help='The larger batch size')
 @click.option('--quick', is_flag=True, help='Tiny networks instead of the published ones')

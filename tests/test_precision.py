@@ -17,7 +17,7 @@ def _psnr(a, b):
     return 10 * np.log10(255 ** 2 / max(mse, 1e-12))
 
 
-@pytest.mark.parametrize('name', ['sg2_rect64', 'sg2_square64'])
+@pytest.mark.parametrize('name', ['sg2_rect64', 'sg2_square64', 'sg3t_rect64'])
 def test_bf16_images_stay_close_to_fp32(name):
     G = legacy.load_network(FIXTURES / 'networks' / f'{name}.pkl')['G_ema'].eval()
     seeds = list(range(6))
@@ -29,6 +29,16 @@ def test_bf16_images_stay_close_to_fp32(name):
     for a, b in zip(exact, rounded):
         np.testing.assert_array_equal(a.w, b.w)                           # mapping stays in fp32
         assert 30 < _psnr(a.image, b.image) < 100                         # close, and really computed in bf16
+
+
+def test_bf16_leaves_stylegan3_r_in_fp32():
+    # Its 1x1 convolutions gain nothing from bf16 and its filters run slower in it.
+    G = legacy.load_network(FIXTURES / 'networks' / 'sg3r_rect64.pkl')['G_ema'].eval()
+    exact = generate_images(G, [0, 1], truncation_psi=0.7)
+    with precision.use_precision(torch.bfloat16):
+        same = generate_images(G, [0, 1], truncation_psi=0.7)
+    for a, b in zip(exact, same):
+        np.testing.assert_array_equal(a.image, b.image)
 
 
 def test_resolve_follows_the_hardware(monkeypatch):

@@ -32,6 +32,11 @@ from torch_utils.ops import bias_act
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import filtered_lrelu
 
+try:  # this project's precision choice; NVIDIA's torch_utils (this file dropped into its repo) has none
+    from torch_utils import precision
+except ImportError:
+    precision = None
+
 
 
 def _size_wh(size, square):
@@ -379,8 +384,14 @@ class SynthesisLayer(torch.nn.Module):
 
         use_half = self.use_fp16 and not force_fp32 and x.device.type == 'cuda'
         dtype = torch.float16 if use_half else torch.float32
-        x = modulated_conv2d(x=x.to(dtype), w=self.weight, s=styles, padding=self.conv_kernel - 1,
-                             demodulate=(not self.is_torgb), input_gain=input_gain)
+        conv_dtype = dtype
+        if precision is not None and precision.compute_dtype() == torch.bfloat16 and self.conv_kernel > 1:
+            # --precision bf16: the 3x3 convolutions (StyleGAN3-T) in bfloat16. The 1x1 ones of -R
+            # and of ToRGB gain nothing from it, and the resampling filters run slower in bf16 on the
+            # CPU, so those stay in float32.
+            conv_dtype = torch.bfloat16
+        x = modulated_conv2d(x=x.to(conv_dtype), w=self.weight, s=styles, padding=self.conv_kernel - 1,
+                             demodulate=(not self.is_torgb), input_gain=input_gain).to(dtype)
 
         x = filtered_lrelu.filtered_lrelu(
             x=x, fu=self.up_filter, fd=self.down_filter, b=self.bias.to(x.dtype),
