@@ -68,6 +68,7 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
     if demodulate:
         out_scale = out_scale * demodulation(weight, styles)[0]
 
+    conv_bias = None
     if _modulating_activations_is_cheaper(x, weight, up):
         # Small feature maps, many channels: scale the activations and the output instead
         # of writing a whole modulated kernel (the plain kernel is prepared once).
@@ -76,11 +77,14 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
         y.mul_(out_scale.reshape(1, -1, 1, 1).to(y.dtype))
     else:
         kernel_scale = out_scale.reshape(-1, 1) * styles.reshape(1, -1)    # [O, I], folded into the kernel
-        y = _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight)
+        if up == 1:   # the convolution adds the bias as it writes: one pass less over the output
+            conv_bias = (bias * gain).to(x.dtype)
+        y = _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight, conv_bias)
 
     if noise is not None:
         y.add_(noise.to(y.dtype), alpha=float(gain))
-    y.add_(bias.reshape(1, -1, 1, 1).to(y.dtype), alpha=float(gain))
+    if conv_bias is None:
+        y.add_(bias.reshape(1, -1, 1, 1).to(y.dtype), alpha=float(gain))
     if activation == 'lrelu':
         F.leaky_relu_(y, float(alpha))
     if clamp is not None:
@@ -121,8 +125,9 @@ def _prepared(weight, kind, dtype=None, flip=False):
     return entry[2][key]
 
 
-def _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight):
-    """The convolution of the layer, with the kernel scaled by ``kernel_scale`` [O, I] (None: unscaled)."""
+def _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight, bias=None):
+    """The convolution of the layer, with the kernel scaled by ``kernel_scale`` [O, I] (None: unscaled),
+    plus ``bias`` (without upsampling only)."""
     k = weight.shape[-1]
     if up == 1:
         assert padding == k // 2
@@ -130,8 +135,8 @@ def _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight):
             kernel = _prepared(weight, 'conv', x.dtype, flip=not flip_weight)
         else:
             kernel = _kernel(weight if flip_weight else weight.flip([2, 3]), kernel_scale, x.dtype)
-        return F.conv2d(x, kernel, padding=padding)
-    assert _get_filter_size(resample_filter) != (1, 1)
+        return F.conv2d(x, kernel, bias, padding=padding)
+    assert bias is None and _get_filter_size(resample_filter) != (1, 1)
     # The transposed convolution wants [I, O, k, k] and applies it as a true convolution.
     if kernel_scale is None:
         kernel = _prepared(weight, 'conv_transposed', x.dtype, flip=flip_weight)
