@@ -18,7 +18,8 @@ This path computes the same function with the memory traffic cut down:
   g > 0 moves in front of the activation (lrelu(x) * g == lrelu(g * x));
 - noise, bias, activation and clamp run in place on the convolution's output inside
   one autograd node (``NoiseBiasActClamp``) that keeps only its output, as NVIDIA's CUDA
-  kernel does, and computes its gradient from it.
+  kernel does, and computes its gradient from it; demodulation (``Demodulation``) writes
+  its weight gradient in one pass.
 
 Used for CPU float32 (or bfloat16 under ``--precision bf16``) work that needs gradients
 in the fast ops mode; the reference runs everywhere else.
