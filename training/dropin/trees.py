@@ -54,17 +54,10 @@ STYLEGAN2_ADA_MODULES = frozenset((
     'training.dataset', 'training.loss', 'training.networks', 'training.training_loop',
 ))
 
-STYLEGAN2_ADA_NAMES = {
+# Public top-level names of the modules the drop-in uses, where both code bases agree.
+_SHARED_NAMES = {
     'dnnlib': frozenset((
         'EasyDict', 'make_cache_dir_path', 'util',
-    )),
-    'dnnlib.util': frozenset((
-        'EasyDict', 'Logger', 'ask_yes_no', 'call_func_by_name', 'construct_class_by_name',
-        'copy_files_and_create_dirs', 'format_time', 'get_dtype_and_ctype',
-        'get_module_dir_by_obj_name', 'get_module_from_obj_name', 'get_obj_by_name',
-        'get_obj_from_module', 'get_top_level_function_name', 'is_pickleable', 'is_top_level_function',
-        'is_url', 'list_dir_recursively_with_ignore', 'make_cache_dir_path', 'open_url',
-        'set_cache_dir', 'tuple_product',
     )),
     'torch_utils.misc': frozenset((
         'InfiniteSampler', 'assert_shape', 'check_ddp_consistency', 'constant',
@@ -105,12 +98,23 @@ STYLEGAN2_ADA_NAMES = {
     'training.loss': frozenset((
         'Loss', 'StyleGAN2Loss',
     )),
+}
+
+STYLEGAN2_ADA_NAMES = {**_SHARED_NAMES, **{
+    'dnnlib.util': frozenset((
+        'EasyDict', 'Logger', 'ask_yes_no', 'call_func_by_name', 'construct_class_by_name',
+        'copy_files_and_create_dirs', 'format_time', 'get_dtype_and_ctype',
+        'get_module_dir_by_obj_name', 'get_module_from_obj_name', 'get_obj_by_name',
+        'get_obj_from_module', 'get_top_level_function_name', 'is_pickleable', 'is_top_level_function',
+        'is_url', 'list_dir_recursively_with_ignore', 'make_cache_dir_path', 'open_url',
+        'set_cache_dir', 'tuple_product',
+    )),
     'metrics.metric_main': frozenset((
         'calc_metric', 'fid50k', 'fid50k_full', 'is50k', 'is_valid_metric', 'kid50k', 'kid50k_full',
         'list_valid_metrics', 'ppl2_wend', 'ppl_wend', 'ppl_wfull', 'ppl_zend', 'ppl_zfull', 'pr50k3',
         'pr50k3_full', 'register_metric', 'report_metric',
     )),
-}
+}}
 
 
 STYLEGAN3_MODULES = frozenset((
@@ -130,66 +134,17 @@ STYLEGAN3_MODULES = frozenset((
     'viz.pickle_widget', 'viz.renderer', 'viz.stylemix_widget', 'viz.trunc_noise_widget',
 ))
 
-STYLEGAN3_NAMES = {
-    'dnnlib': frozenset((
-        'EasyDict', 'make_cache_dir_path', 'util',
-    )),
-    'dnnlib.util': frozenset((
-        'EasyDict', 'Logger', 'ask_yes_no', 'call_func_by_name', 'construct_class_by_name',
-        'copy_files_and_create_dirs', 'format_time', 'format_time_brief', 'get_dtype_and_ctype',
-        'get_module_dir_by_obj_name', 'get_module_from_obj_name', 'get_obj_by_name',
-        'get_obj_from_module', 'get_top_level_function_name', 'is_pickleable', 'is_top_level_function',
-        'is_url', 'list_dir_recursively_with_ignore', 'make_cache_dir_path', 'open_url',
-        'set_cache_dir', 'tuple_product',
-    )),
-    'torch_utils.misc': frozenset((
-        'InfiniteSampler', 'assert_shape', 'check_ddp_consistency', 'constant',
-        'copy_params_and_buffers', 'ddp_sync', 'named_params_and_buffers', 'nan_to_num',
-        'params_and_buffers', 'print_module_summary', 'profiled_function', 'suppress_tracer_warnings',
-        'symbolic_assert',
-    )),
-    'torch_utils.persistence': frozenset((
-        'import_hook', 'is_persistent', 'persistent_class',
-    )),
-    'torch_utils.training_stats': frozenset((
-        'Collector', 'init_multiprocessing', 'report', 'report0',
-    )),
-    'torch_utils.custom_ops': frozenset((
-        'get_plugin', 'verbosity',
-    )),
-    'torch_utils.ops.bias_act': frozenset((
-        'activation_funcs', 'bias_act',
-    )),
-    'torch_utils.ops.conv2d_gradfix': frozenset((
-        'conv2d', 'conv_transpose2d', 'enabled', 'no_weight_gradients', 'weight_gradients_disabled',
-    )),
-    'torch_utils.ops.conv2d_resample': frozenset((
-        'conv2d_resample',
-    )),
-    'torch_utils.ops.fma': frozenset((
-        'fma',
-    )),
-    'torch_utils.ops.upfirdn2d': frozenset((
-        'downsample2d', 'filter2d', 'setup_filter', 'upfirdn2d', 'upsample2d',
-    )),
+STYLEGAN3_NAMES = {**_SHARED_NAMES, **{
+    'dnnlib.util': STYLEGAN2_ADA_NAMES['dnnlib.util'] | {'format_time_brief'},
     'torch_utils.ops.filtered_lrelu': frozenset((
         'filtered_lrelu',
-    )),
-    'torch_utils.ops.grid_sample_gradfix': frozenset((
-        'enabled', 'grid_sample',
-    )),
-    'training.training_loop': frozenset((
-        'save_image_grid', 'setup_snapshot_image_grid', 'training_loop',
-    )),
-    'training.loss': frozenset((
-        'Loss', 'StyleGAN2Loss',
     )),
     'metrics.metric_main': frozenset((
         'calc_metric', 'eqr50k', 'eqt50k_frac', 'eqt50k_int', 'fid50k', 'fid50k_full', 'is50k',
         'is_valid_metric', 'kid50k', 'kid50k_full', 'list_valid_metrics', 'ppl2_wend', 'pr50k3',
         'pr50k3_full', 'register_metric', 'report_metric',
     )),
-}
+}}
 
 # Package __init__ files that define nothing in either code base: only their submodules can be imported.
 EMPTY_PACKAGES = {name: frozenset() for name in ('torch_utils', 'torch_utils.ops', 'training', 'metrics')}
