@@ -242,3 +242,47 @@ def test_invert_a_photo_stop_the_tuning_then_edit_that_person(page, app_url, tmp
     np.testing.assert_array_equal(unedited, after)
     assert np.abs(edited.astype(int) - after.astype(int)).max() > 10
     page.get_by_role('tab', name='Generate').click()
+
+
+def test_drag_a_point_in_the_page_then_its_downloads_render_the_end_image(page, app_url, tmp_path):
+    import json
+    import math
+    from edit.drag import render
+    from stylegan_human.latent_files import load_latents
+    field = page.locator('#network textarea, #network input').first   # an earlier test may have left another
+    field.fill(app_url[1])
+    field.press('Tab')
+    page.get_by_role('tab', name='Drag').click()
+    page.wait_for_selector('#drag-run', state='visible')
+    page.locator('#drag-person input[value="Seed"]').check()
+    _set_number(page, 'drag-seed', 0)
+    _set_number(page, 'drag-steps', 30)
+
+    # A mistake is one line in the page, and nothing runs.
+    points = page.locator('#drag-points textarea').first
+    points.fill('elbow_left:+1,2')
+    points.press('Tab')
+    page.click('#drag-run')
+    page.get_by_text("Drag: unknown joint 'elbow_left'", exact=False).last.wait_for(timeout=60000)
+    assert 'Traceback' not in page.locator('body').inner_text()
+
+    points.fill('16,32 -> 16,27')
+    points.press('Tab')
+    page.wait_for_timeout(200)
+    page.click('#drag-run')
+    summary = page.locator('#drag-summary textarea')
+    playwright_api.expect(summary).to_have_value(re.compile(r'^\d+ step\(s\); distances to the targets'),
+                                                 timeout=120000)
+    _, start = _shown_image(page, '#drag-start')
+    _, end = _shown_image(page, '#drag-end')
+    assert start.shape == end.shape == (64, 32, 3)
+
+    # points.json: the handle started at its pixel and ended much closer to the target.
+    record = json.loads(_download(page, '#drag-points-file', tmp_path / 'points.json').read_text())
+    first, last = record['points'][0][0], record['points'][-1][0]
+    assert first == [16, 32] and math.dist(last, (16, 27)) < math.dist(first, (16, 27)) - 2
+    # drag_w.npz renders the end image (the rows far from the drawn markers), as generate.py --projected-w would.
+    G = legacy.load_network(app_url[1], verbose=False)['G_ema']
+    w = load_latents(_download(page, '#drag-w', tmp_path / 'drag_w.npz'), G)
+    np.testing.assert_array_equal(render(G, w)[:20], end[:20])
+    page.get_by_role('tab', name='Generate').click()
