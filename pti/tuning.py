@@ -17,6 +17,9 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from torch_utils.ops import modulated_conv_grad
+from torch_utils.storage_order_adam import StorageOrderAdam
+
 
 @dataclasses.dataclass
 class TuningConfig:
@@ -105,9 +108,12 @@ def tune_generator(G: torch.nn.Module, pivots: Sequence[torch.Tensor], targets: 
     original = copy.deepcopy(G).eval().requires_grad_(False).to(device).float()
     tuned = copy.deepcopy(G).to(device).float().requires_grad_(True)
     if device.type == 'cpu':
-        # The CPU convolutions run channels-last; weights kept that way are never copied per step.
-        tuned = tuned.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(tuned.parameters(), lr=cfg.learning_rate, fused=device.type == 'cpu')
+        # Weights laid out as the CPU convolutions read them are never copied per step, and
+        # Adam then steps over each parameter's memory as it lies.
+        modulated_conv_grad.lay_out_for_gradients(tuned)
+        optimizer = StorageOrderAdam(tuned.parameters(), lr=cfg.learning_rate)
+    else:
+        optimizer = torch.optim.Adam(tuned.parameters(), lr=cfg.learning_rate)
     regularizer = LocalityRegularizer(original, lpips, cfg, seed, device) if cfg.locality else None
     pivots = [p.to(device, torch.float32).detach() for p in pivots]
     targets = [t.to(device, torch.float32) for t in targets]
@@ -134,5 +140,5 @@ def tune_generator(G: torch.nn.Module, pivots: Sequence[torch.Tensor], targets: 
                 progress(step + 1, recent[-1].mean())
             if single and bool((recent <= cfg.lpips_threshold).any()):
                 break
-    tuned.eval().requires_grad_(False)
+    tuned.eval().requires_grad_(False).to(memory_format=torch.contiguous_format)
     return tuned, {'steps': steps_done, 'stopped': stopped}
