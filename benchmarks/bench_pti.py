@@ -33,7 +33,7 @@ from pti.projector import ProjectionConfig, project_w  # noqa: E402
 from pti.tuning import TuningConfig, tune_generator  # noqa: E402
 from stylegan_human.features.lpips import LPIPS  # noqa: E402
 from stylegan_human.features.vgg16_nvidia import VGG16Features  # noqa: E402
-from torch_utils import precision  # noqa: E402
+from torch_utils import allocator, precision  # noqa: E402
 from torch_utils.ops import ops_mode  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
 
@@ -77,6 +77,7 @@ def psnr(a, b):
 def main(resolution, steps, threads, with_bf16, quality_steps):
     if threads:
         torch.set_num_threads(threads)
+    allocator.reuse_freed_memory()   # as run_pti.py runs, for every configuration
     torch.manual_seed(0)
     G = published_generator(int(resolution))
     vgg = VGG16Features().eval().requires_grad_(False)

@@ -8,7 +8,7 @@ from test_fast_stylegan2 import _generator
 from torch_utils import precision
 from torch_utils.ops import modulated_conv_grad
 from torch_utils.ops.ops_mode import fast_ops, reference_ops
-from torch_utils.storage_order_adam import same_layout
+from torch_utils.layout import same_layout
 from training import networks_stylegan2
 
 

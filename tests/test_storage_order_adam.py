@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from torch_utils.storage_order_adam import StorageOrderAdam, is_dense, same_layout, storage_order_view
+from torch_utils.layout import is_dense, same_layout, storage_order_view
+from torch_utils.storage_order_adam import StorageOrderAdam
 
 
 def _layouts(seed):

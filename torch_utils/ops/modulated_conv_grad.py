@@ -28,6 +28,7 @@ in the fast ops mode; the reference runs everywhere else.
 import torch
 import torch.nn.functional as F
 
+from .. import layout
 from . import modulated_conv_fast, ops_mode
 from .upfirdn2d import _get_filter_size
 
@@ -182,7 +183,12 @@ class NoiseBiasActClamp(torch.autograd.Function):
         if activation == 'lrelu':
             F.leaky_relu_(y, alpha)
         if clamp is not None:
-            y.clamp_(-clamp, clamp)
+            # Usually nothing reaches the clamp: one read here then saves a pass in the backward.
+            low, high = torch.aminmax(layout.storage_order_view(y))   # aminmax(y) would copy it first
+            if high > clamp or low < -clamp:
+                y.clamp_(-clamp, clamp)
+            else:
+                clamp = None
         ctx.mark_dirty(y)
         ctx.save_for_backward(y)
         ctx.settings = (activation, alpha, clamp, None if noise is None else noise.shape)
