@@ -29,7 +29,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from . import ops_mode, upfirdn2d
+from . import ops_mode, transposed_conv, upfirdn2d
 from .upfirdn2d import _get_filter_size
 
 _FOLDABLE_ACTIVATIONS = ('lrelu', 'linear')  # act(x) * g == act(g * x) for g > 0
@@ -165,7 +165,10 @@ def _upsample_conv(x, kernel, up, padding, resample_filter):
     pad_y0 = padding + (fh + up - 1) // 2 - (k - 1)
     pad_y1 = padding + (fh - up) // 2 - (k - up)
     crop_x, crop_y = max(min(-pad_x0, -pad_x1), 0), max(min(-pad_y0, -pad_y1), 0)
-    y = F.conv_transpose2d(x, kernel, stride=up, padding=[crop_y, crop_x])
+    if crop_x == crop_y == 0:
+        y = transposed_conv.conv_transpose2d(x, kernel, up)
+    else:
+        y = F.conv_transpose2d(x, kernel, stride=up, padding=[crop_y, crop_x])
     y = upfirdn2d.upfirdn2d(y, resample_filter, padding=[pad_x0 + crop_x, pad_x1 + crop_x, pad_y0 + crop_y,
                                                           pad_y1 + crop_y], gain=up ** 2)
     return y.contiguous(memory_format=torch.channels_last)
