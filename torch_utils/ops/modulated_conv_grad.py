@@ -121,7 +121,9 @@ class Demodulation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight, styles):
-        weight_sq = _tap_square_sum(weight)                                              # [O, I]
+        # A weight that is not being optimised (projection, dragging) is summed once per version.
+        weight_sq = _tap_square_sum(weight) if weight.requires_grad else \
+            modulated_conv_fast._prepared(weight, 'weight_sq')                           # [O, I]
         dcoefs = (styles.square() @ weight_sq.t() + 1e-8).rsqrt()                        # [N, O]
         ctx.save_for_backward(weight, styles, weight_sq, dcoefs)
         return dcoefs
