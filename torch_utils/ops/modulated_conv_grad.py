@@ -178,10 +178,7 @@ class NoiseBiasActClamp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, bias, noise, activation, alpha, clamp):
-        if bias is not None:
-            y.add_(bias[None, :, None, None])
-        if noise is not None:
-            y.add_(noise)
+        modulated_conv_fast._add_noise_and_bias(y, noise, bias, 1.0)
         if activation == 'lrelu':
             F.leaky_relu_(y, alpha)
         if clamp is not None:
