@@ -9,12 +9,15 @@ For each network (published configurations, random weights: z = w = 512, 8
 mapping layers, channel_base 32768 (65536 for StyleGAN3-R), channel_max 512
 (1024), num_fp16_res 4, conv_clamp 256, 2:1 images, noise const) and each path
 (fast ops, the reference ops) a fresh subprocess times G(z) per image at batch 1
-and at a batch of 4, and reports its peak RSS. The fast rows also keep freed memory
-for reuse (torch_utils/allocator.py), as the scripts do. The table gives seconds per image,
+and at a batch of 4, and reports its peak RSS. Both keep freed memory for reuse
+(torch_utils/allocator.py), as the scripts do in either ops mode. The table gives seconds per image,
 roofline efficiency (the reference forward's FLOPs / this machine's fp32 GEMM rate
 / time; the rate of 4096x4096 products, measured right before and after each timed
 run, the better of the two), the speed-up over the reference path, and max |fast - reference| of the
-raw output. Also the cold start, as a user meets it: `python generate.py --seeds 0`
+raw output. Where the CPU has native bfloat16, a second table times the fast path in
+fp32 and in bf16 alternately in one process (batch 1), so that both meet the same
+machine, and gives the median speed-up over those pairs, the bf16 roofline and the PSNR
+of bf16 images against fp32 over --psnr-seeds seeds. Also the cold start, as a user meets it: `python generate.py --seeds 0`
 from start to exit, on a pickle in the published layout (a training snapshot: G, D
 and G_ema) vs the same G_ema exported to .safetensors; the loading step alone; and
 starting Python + importing torch, which both pay.
@@ -78,28 +81,50 @@ def reference_flops(G):
     return counter.get_total_flops()
 
 
-def measure_child(name, spec, mode, batch, reps, out_path, number_format='fp32'):
+def measure_child(name, spec, mode, batch, reps, out_path):
     """Runs in a subprocess: time per image, peak RSS, raw output of seed 0 (saved for the diff).
 
-    Images are made as the scripts make them: mapping, then the sampling layer's synthesis
-    (image by image on the CPU fast path, the whole batch otherwise), in ``number_format``.
+    Images are made as the scripts make them (freed memory kept for reuse, in either ops
+    mode): mapping, then the sampling layer's synthesis (image by image on the CPU fast
+    path, the whole batch otherwise), in fp32.
     """
     from stylegan_human.sampling import synthesize
-    from torch_utils import allocator, precision
+    from torch_utils import allocator
     from torch_utils.ops import ops_mode
-    if mode == 'fast':
-        allocator.reuse_freed_memory()  # what the scripts do; the reference keeps the default allocator
+    allocator.reuse_freed_memory()
     G = build(spec)
     z = torch.from_numpy(np.random.RandomState(0).randn(batch, G.z_dim)).float()
 
     def images():
         return synthesize(G, G.mapping(z, None), noise_mode='const', force_fp32=True)
-    dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
-    with torch.no_grad(), ops_mode.use_ops(mode), precision.use_precision(dtype):
+    with torch.no_grad(), ops_mode.use_ops(mode):
         first = images()          # warm-up, and the output to compare
         times = [_time(images) for _ in range(reps)]
     np.save(out_path, first[:1].float().numpy())
     print(json.dumps({'seconds_per_image': min(times) / batch, 'peak_mb': peak_rss_mb()}))
+
+
+def paired_child(spec, reps):
+    """Runs in a subprocess: the fast path in fp32 and in bf16 at batch 1, alternated run by run,
+    so that both meet the same machine (its speed drifts by tens of percent within a minute
+    here). Best seconds per image of each, and the median of the per-pair speed-ups."""
+    from stylegan_human.sampling import synthesize
+    from torch_utils import allocator, precision
+    from torch_utils.ops import ops_mode
+    allocator.reuse_freed_memory()
+    G = build(spec)
+    z = torch.from_numpy(np.random.RandomState(0).randn(1, G.z_dim)).float()
+    times = {torch.float32: [], torch.bfloat16: []}
+    with torch.no_grad(), ops_mode.use_ops('fast'):
+        for run in range(reps + 1):
+            for dtype in times:
+                with precision.use_precision(dtype):
+                    seconds = _time(lambda: synthesize(G, G.mapping(z, None), noise_mode='const', force_fp32=True))
+                if run:   # the first pair warms up
+                    times[dtype].append(seconds)
+    ratios = [fp32 / bf16 for fp32, bf16 in zip(times[torch.float32], times[torch.bfloat16])]
+    print(json.dumps({'fp32': min(times[torch.float32]), 'bf16': min(times[torch.bfloat16]),
+                      'speedup': float(np.median(ratios))}))
 
 
 def peak_rss_mb():
@@ -136,9 +161,9 @@ def _python(call):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def run_child(name, spec, mode, batch, reps, workdir, number_format='fp32'):
-    out = os.path.join(workdir, f'{name}_{mode}_{batch}_{number_format}.npy')
-    return _python(f'measure_child({name!r}, {spec!r}, {mode!r}, {batch}, {reps}, {out!r}, {number_format!r})'), \
+def run_child(name, spec, mode, batch, reps, workdir):
+    out = os.path.join(workdir, f'{name}_{mode}_{batch}.npy')
+    return _python(f'measure_child({name!r}, {spec!r}, {mode!r}, {batch}, {reps}, {out!r})'), \
         np.load(out)
 
 
@@ -234,18 +259,18 @@ def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json):
                       f'{row["fast_mb"]:8.0f} {row["max_diff"]:9.1e}  {limit.summary()}')
         bf16_rows = []
         if with_bf16:
-            print(f'\n--precision bf16, batch 1: {"network":10} {"fp32 s/img":>10} {"bf16 s/img":>10} {"speed-up":>9} '
+            print('\n--precision bf16, batch 1, fp32 and bf16 alternated in one process '
+                  '(speed-up: median over the pairs)')
+            print(f'{"":27}{"network":10} {"fp32 s/img":>10} {"bf16 s/img":>10} {"speed-up":>9} '
                   f'{"bf16 roofline":>13} {"PSNR mean / min":>16}  GEMM around the bf16 run')
             for name, spec in networks.items():
                 flops = reference_flops(build(spec))
-                fp32 = next(r for r in rows if r['network'] == name and r['batch'] == 1)
                 with machine.roofline(with_bf16=True, size=gemm_size) as limit:
-                    bf16, _ = run_child(name, spec, 'fast', 1, reps, workdir, number_format='bf16')
+                    paired = _python(f'paired_child({spec!r}, {reps})')
                 busy = busy or limit.busy
                 quality = _python(f'psnr_child({spec!r}, {psnr_seeds})')
-                row = dict(network=name, fp32=fp32['fast'], bf16=bf16['seconds_per_image'], busy=limit.busy,
-                           bf16_gemm_gflops=limit.bf16 / 1e9, psnr_seeds=psnr_seeds, **quality)
-                row['speedup'] = row['fp32'] / row['bf16']
+                row = dict(network=name, fp32=paired['fp32'], bf16=paired['bf16'], speedup=paired['speedup'],
+                           busy=limit.busy, bf16_gemm_gflops=limit.bf16 / 1e9, psnr_seeds=psnr_seeds, **quality)
                 row['roofline'] = flops / limit.bf16 / row['bf16']
                 bf16_rows.append(row)
                 print(f'{"":27}{name:10} {row["fp32"]:10.3f} {row["bf16"]:10.3f} {row["speedup"]:8.2f}x '

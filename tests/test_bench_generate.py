@@ -28,6 +28,8 @@ def test_quick_run_writes_a_complete_table(tmp_path):
         assert row['max_diff'] < 1e-3
     (bf16,) = data['bf16_rows']
     assert bf16['network'] == 'sg2_quick' and bf16['bf16'] > 0 and bf16['bf16_gemm_gflops'] > 0
+    assert bf16['fp32'] > 0 and bf16['speedup'] > 0   # fp32 timed beside bf16 in the same process
+    assert 'alternated in one process' in result.output
     assert 20 < bf16['psnr_min'] <= bf16['psnr_mean'] < 100 and bf16['psnr_seeds'] == 2
     starts = data['cold_start']
     assert starts['pickle'] > starts['pickle_load'] > 0 and starts['safetensors'] > starts['safetensors_load'] > 0
