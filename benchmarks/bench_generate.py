@@ -14,7 +14,9 @@ and at a batch of 4, and reports its peak RSS. Both keep freed memory for reuse
 roofline efficiency (the reference forward's FLOPs / this machine's fp32 GEMM rate
 / time; the rate of 4096x4096 products, measured right before and after each timed
 run, the better of the two), the speed-up over the reference path, and max |fast - reference| of the
-raw output. Where the CPU has native bfloat16, a second table times the fast path in
+raw output. The speed-up comes from a third process that alternates the two paths
+run by run and takes the median over those pairs: this machine's speed drifts too much
+between processes for a ratio of separate runs. Where the CPU has native bfloat16, a second table times the fast path in
 fp32 and in bf16 alternately in one process (batch 1), so that both meet the same
 machine, and gives the median speed-up over those pairs, the bf16 roofline and the PSNR
 of bf16 images against fp32 over --psnr-seeds seeds. Also the cold start, as a user meets it: `python generate.py --seeds 0`
@@ -104,26 +106,28 @@ def measure_child(name, spec, mode, batch, reps, out_path):
     print(json.dumps({'seconds_per_image': min(times) / batch, 'peak_mb': peak_rss_mb()}))
 
 
-def paired_child(spec, reps):
-    """Runs in a subprocess: the fast path in fp32 and in bf16 at batch 1, alternated run by run,
-    so that both meet the same machine (its speed drifts by tens of percent within a minute
-    here). Best seconds per image of each, and the median of the per-pair speed-ups."""
+def paired_child(spec, reps, batch, baseline, contender):
+    """Runs in a subprocess: two ways of making images ('ref', 'fast' or 'fast-bf16'), alternated
+    run by run so that both meet the same machine (its speed drifts by tens of percent within
+    a minute here). Best seconds per image of each, and the median of the per-pair speed-ups
+    of ``contender`` over ``baseline``."""
     from stylegan_human.sampling import synthesize
     from torch_utils import allocator, precision
     from torch_utils.ops import ops_mode
     allocator.reuse_freed_memory()
     G = build(spec)
-    z = torch.from_numpy(np.random.RandomState(0).randn(1, G.z_dim)).float()
-    times = {torch.float32: [], torch.bfloat16: []}
-    with torch.no_grad(), ops_mode.use_ops('fast'):
+    z = torch.from_numpy(np.random.RandomState(0).randn(batch, G.z_dim)).float()
+    times = {baseline: [], contender: []}
+    with torch.no_grad():
         for run in range(reps + 1):
-            for dtype in times:
-                with precision.use_precision(dtype):
+            for way in times:
+                dtype = torch.bfloat16 if way.endswith('-bf16') else torch.float32
+                with ops_mode.use_ops(way.split('-')[0]), precision.use_precision(dtype):
                     seconds = _time(lambda: synthesize(G, G.mapping(z, None), noise_mode='const', force_fp32=True))
                 if run:   # the first pair warms up
-                    times[dtype].append(seconds)
-    ratios = [fp32 / bf16 for fp32, bf16 in zip(times[torch.float32], times[torch.bfloat16])]
-    print(json.dumps({'fp32': min(times[torch.float32]), 'bf16': min(times[torch.bfloat16]),
+                    times[way].append(seconds / batch)
+    ratios = [slow / fast for slow, fast in zip(times[baseline], times[contender])]
+    print(json.dumps({baseline: min(times[baseline]), contender: min(times[contender]),
                       'speedup': float(np.median(ratios))}))
 
 
@@ -235,6 +239,8 @@ def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json):
     with_bf16 = machine.bf16_native() if with_bf16 is None else with_bf16
     gemm_size = 1024 if quick else machine.GEMM_SIZE
     print(machine.describe())
+    print('speed-up: the two alternated in one process, median over the pairs; the times and memory: '
+          'each alone in a fresh process')
     print(f'{"network":10} {"batch":>5} {"GFLOP":>7} {"ref s/img":>10} {"fast s/img":>11} {"speed-up":>9} '
           f'{"roofline":>9} {"ref MB":>7} {"fast MB":>8} {"max diff":>9}  GEMM around the fast run')
     rows = []
@@ -247,11 +253,12 @@ def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json):
                 with machine.roofline(with_bf16=False, size=gemm_size) as limit:
                     fast, fast_out = run_child(name, spec, 'fast', b, reps, workdir)
                 busy = busy or limit.busy
+                paired = _python(f'paired_child({spec!r}, {reps}, {b}, "ref", "fast")')
                 row = dict(network=name, batch=b, gflop=flops / 1e9, ref=ref['seconds_per_image'],
                            fast=fast['seconds_per_image'], ref_mb=ref['peak_mb'], fast_mb=fast['peak_mb'],
                            max_diff=float(np.abs(fast_out - ref_out).max()), gemm_gflops=limit.fp32 / 1e9,
                            busy=limit.busy)
-                row['speedup'] = row['ref'] / row['fast']
+                row['speedup'] = paired['speedup']
                 row['roofline'] = flops / limit.fp32 / row['fast']
                 rows.append(row)
                 print(f'{name:10} {b:5d} {row["gflop"]:7.1f} {row["ref"]:10.2f} {row["fast"]:11.2f} '
@@ -266,10 +273,10 @@ def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json):
             for name, spec in networks.items():
                 flops = reference_flops(build(spec))
                 with machine.roofline(with_bf16=True, size=gemm_size) as limit:
-                    paired = _python(f'paired_child({spec!r}, {reps})')
+                    paired = _python(f'paired_child({spec!r}, {reps}, 1, "fast", "fast-bf16")')
                 busy = busy or limit.busy
                 quality = _python(f'psnr_child({spec!r}, {psnr_seeds})')
-                row = dict(network=name, fp32=paired['fp32'], bf16=paired['bf16'], speedup=paired['speedup'],
+                row = dict(network=name, fp32=paired['fast'], bf16=paired['fast-bf16'], speedup=paired['speedup'],
                            busy=limit.busy, bf16_gemm_gflops=limit.bf16 / 1e9, psnr_seeds=psnr_seeds, **quality)
                 row['roofline'] = flops / limit.bf16 / row['bf16']
                 bf16_rows.append(row)
