@@ -46,6 +46,7 @@ from stylegan_human import commands, interpolation, runtime, sampling, style_mix
 from stylegan_human.network_access import NetworkAccess, shown as shown_spec
 from stylegan_human.network_cache import MIB, NetworkCache
 from stylegan_human.request_limits import RequestLimits, check_count, check_seed, whole_number
+from torch_utils import precision
 
 STRIP_FRAMES = 8   # frames shown side by side in the interpolation strip
 
@@ -390,8 +391,9 @@ def _session(request):
 
 
 def build_app(networks, default_network='', directions_root=None, workdir=None, limits=RequestLimits(),
-              queue_size=None, inversion=None, drag_settings=DragSettings()):
-    """The Gradio Blocks app; ``networks`` is a :class:`Networks`.
+              queue_size=None, inversion=None, drag_settings=DragSettings(), number_format=torch.float32):
+    """The Gradio Blocks app; ``networks`` is a :class:`Networks`; every tab computes in
+    ``number_format`` (``--precision``: float32 or bfloat16).
 
     Each handler checks its request against ``limits`` (and the Invert tab's against ``inversion``,
     an :class:`InversionSettings`) before it loads a network or starts work; ``queue_size`` bounds
@@ -411,7 +413,9 @@ def build_app(networks, default_network='', directions_root=None, workdir=None, 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             try:
-                return fn(*args, **kwargs)
+                # Here, not around the server: Gradio runs each request in a worker thread.
+                with precision.use_precision(number_format):
+                    return fn(*args, **kwargs)
             except ToolkitError as err:   # the library's own message, as the command lines print it
                 raise gr.Error(str(err)) from None
         return wrapper
@@ -737,11 +741,14 @@ def _whole(minimum=1):
               help="Invert: StyleGAN-Human's e4e_w+.pt; the e4e pivot is offered when the file is there")
 @click.option('--max-drag-steps', type=_whole(), default=DragSettings.max_steps, show_default=True,
               help='Drag: most DragGAN steps per request')
+@click.option('--precision', 'precision_name', type=click.Choice(precision.PRECISIONS), default='fp32', show_default=True,
+              help=commands.PRECISION_OPTION_HELP)
 @click.option('--share', is_flag=True, help="Ask Gradio for a public link (a tunnel through gradio.live); no password")
 @commands.user_errors
 def main(network_pkl, port, host, device, directions_root, network_dirs, allow_urls, max_networks, max_network_mb,
          max_mix_rows, max_mix_cols, max_interp_steps, max_photo_mp, max_upload_mb, queue_size, max_projection_steps,
-         max_pti_steps, vgg16_weights, lpips_type, lpips_weights, lpips_backbone, e4e_path, max_drag_steps, share):
+         max_pti_steps, vgg16_weights, lpips_type, lpips_weights, lpips_backbone, e4e_path, max_drag_steps,
+         precision_name, share):
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -751,6 +758,7 @@ def main(network_pkl, port, host, device, directions_root, network_dirs, allow_u
     access = NetworkAccess(network_dirs, start_network=network_pkl, allow_urls=allow_urls)
     cache = NetworkCache(max_networks=max_networks, max_bytes=max_network_mb * MIB)
     networks = Networks(commands.choose_device(device), access=access, cache=cache)
+    number_format = commands.precision_dtype(precision_name, networks.device)
     if network_pkl:
         try:
             networks.get(network_pkl)   # load now: a bad --network is a one-line error, not a page error
@@ -763,7 +771,8 @@ def main(network_pkl, port, host, device, directions_root, network_dirs, allow_u
     if missing:   # the rest of the app works; the Invert tab says the same
         click.echo(f'Invert tab: {missing}')
     demo = build_app(networks, default_network=network_pkl, directions_root=directions_root, limits=limits,
-                     queue_size=queue_size, inversion=inversion, drag_settings=DragSettings(max_steps=max_drag_steps))
+                     queue_size=queue_size, inversion=inversion, drag_settings=DragSettings(max_steps=max_drag_steps),
+                     number_format=number_format)
     launch(demo, host, port, share=share, max_upload_mb=max_upload_mb)
 
 

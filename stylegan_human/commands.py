@@ -242,8 +242,8 @@ def precision_option(fn: Callable) -> Callable:
                         show_default=True, help=PRECISION_OPTION_HELP)(wrapper)
 
 
-def use_precision(name: str, device: 'torch.device') -> contextlib.AbstractContextManager:
-    """The scope computing in the format ``--precision`` names on ``device`` (one line if it cannot)."""
+def precision_dtype(name: str, device: 'torch.device') -> 'torch.dtype':
+    """The dtype ``--precision`` names on ``device`` (one line if it cannot; a note when auto keeps fp32)."""
     import torch
     from torch_utils import precision
     try:
@@ -252,4 +252,10 @@ def use_precision(name: str, device: 'torch.device') -> contextlib.AbstractConte
         raise UserError(message_for_option(err)) from None
     if name == 'auto' and dtype != torch.bfloat16:
         click.echo(f'Note: --precision auto: no native bfloat16 on {device.type}; computing in fp32', err=True)
-    return precision.use_precision(dtype)
+    return dtype
+
+
+def use_precision(name: str, device: 'torch.device') -> contextlib.AbstractContextManager:
+    """The scope computing in the format ``--precision`` names on ``device`` (one line if it cannot)."""
+    from torch_utils import precision
+    return precision.use_precision(precision_dtype(name, device))

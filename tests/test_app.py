@@ -229,3 +229,37 @@ def test_loaded_networks_are_bounded_by_count_and_memory(fixtures_dir, tmp_path)
     assert len(networks.cache) == 1 and networks.cache.total_bytes == sizes[1]
     with pytest.raises(app.AppError, match=r'^Network .*sg2_rect64.pkl: the network holds .* MiB of weights'):
         _networks(max_bytes=sizes[0] - 1).get(names[0])
+
+
+def test_the_page_computes_in_the_precision_the_command_line_names(tmp_path, fixtures_dir):
+    pytest.importorskip('gradio')
+    import torch
+    network = str(fixtures_dir / 'networks' / 'sg2_rect64.pkl')
+    images = {}
+    for dtype in (torch.float32, torch.bfloat16):   # bf16 computes anywhere; --precision refuses it where slow
+        folder = tmp_path / str(dtype)
+        folder.mkdir()
+        demo = app.build_app(_networks(), workdir=str(folder), number_format=dtype)
+        images[dtype] = _handler(demo, 'on_generate')(network, 3, 0.8, 'const', 0, 0, 0)[0]
+    exact = _generated(network, 3)
+    np.testing.assert_array_equal(images[torch.float32], exact)
+    difference = images[torch.bfloat16].astype(float) - exact
+    assert 0 < np.abs(difference).max() and 10 * np.log10(255 ** 2 / np.mean(difference ** 2)) > 30
+
+
+def _generated(network, seed):
+    from stylegan_human.sampling import generate_images
+    G = legacy.load_network(network, verbose=False)['G_ema']
+    return generate_images(G, [seed], truncation_psi=0.8, noise_mode='const')[0].image
+
+
+def test_precision_bf16_without_native_units_is_one_line(monkeypatch, fixtures_dir):
+    pytest.importorskip('gradio')
+    from click.testing import CliRunner
+    from torch_utils import precision
+    monkeypatch.setattr(precision, 'native_bf16', lambda device='cpu': False)
+    monkeypatch.setattr(app, 'launch', lambda *args, **kwargs: pytest.fail('the app must not start'))
+    network = str(fixtures_dir / 'networks' / 'sg2_rect64.pkl')
+    result = CliRunner().invoke(app.main, ['--network', network, '--device', 'cpu', '--precision', 'bf16'])
+    assert result.exit_code != 0 and 'Traceback' not in result.output
+    assert 'bf16: this CPU has neither AMX nor AVX-512 BF16' in result.output
