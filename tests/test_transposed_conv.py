@@ -17,7 +17,7 @@ def _inputs(in_channels, out_channels, height, width, dtype=torch.float32, k=3, 
     return x.requires_grad_(True), kernel.to(dtype).contiguous(memory_format=CL).requires_grad_(True)
 
 
-@pytest.mark.parametrize('k, stride', [(3, 2), (4, 2), (3, 1)])
+@pytest.mark.parametrize('k, stride', [(3, 2), (4, 2), (3, 1), (1, 2)])   # (1, 2): taps leave gaps
 def test_values_and_gradients_equal_pytorch(k, stride):
     x, kernel = _inputs(6, 5, 4, 3, k=k)
     ours = transposed_conv.TapScatter.apply(x, kernel, stride)

@@ -50,9 +50,20 @@ class TapScatter(torch.autograd.Function):
         n, _, height, width = x.shape
         out_channels, k = kernel.shape[1], kernel.shape[-1]
         taps = (_pixels(x) @ _tap_matrix(kernel.to(x.dtype))).view(n, height, width, k, k, out_channels)
-        out = x.new_zeros(n, stride * (height - 1) + k, stride * (width - 1) + k, out_channels)
+        out = x.new_empty(n, stride * (height - 1) + k, stride * (width - 1) + k, out_channels)
+        # The taps (ky, kx) < stride land on every output pixel above and left of
+        # (stride * height, stride * width) exactly once: they are written, not added to zeros.
+        writes = k >= stride
+        if writes:
+            out[:, stride * height:].zero_()
+            out[:, :stride * height, stride * width:].zero_()
+        else:
+            out.zero_()
         for ky, kx, rows, cols in _tap_slices(stride, k, height, width):
-            out[:, rows, cols].add_(taps[:, :, :, ky, kx])
+            if writes and ky < stride and kx < stride:
+                out[:, rows, cols].copy_(taps[:, :, :, ky, kx])
+            else:
+                out[:, rows, cols].add_(taps[:, :, :, ky, kx])
         ctx.save_for_backward(x, kernel)
         ctx.stride = stride
         return out.permute(0, 3, 1, 2)
