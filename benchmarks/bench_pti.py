@@ -8,7 +8,8 @@ Random weights in the published shapes (generator, LPIPS-AlexNet, NVIDIA's
 VGG16): speed does not depend on the values. Each phase runs one warm-up step
 and then ``--steps`` steps through the same functions run_pti.py uses, and the
 median step is reported: with this project's fast ops and with the reference ops
-in fp32, and with the fast ops in bf16 where the CPU has native bfloat16. The GEMM
+in fp32, and with the fast ops in bf16 where the CPU has native bfloat16, all with the
+allocator run_pti.py uses (freed memory kept for reuse). The GEMM
 rate (4096 products) is measured before and after each and printed with the
 machine's CPU flags; a busy machine is flagged. Last, each configuration runs a
 short projection and tuning toward the same target, and its PSNR and LPIPS are
