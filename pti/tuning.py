@@ -140,5 +140,7 @@ def tune_generator(G: torch.nn.Module, pivots: Sequence[torch.Tensor], targets: 
                 progress(step + 1, recent[-1].mean())
             if single and bool((recent <= cfg.lpips_threshold).any()):
                 break
-    tuned.eval().requires_grad_(False).to(memory_format=torch.contiguous_format)
+    tuned.eval().requires_grad_(False)
+    for param in tuned.parameters():   # plain layouts again (Module.to(memory_format=...) leaves some as they are)
+        param.data = param.data.contiguous()
     return tuned, {'steps': steps_done, 'stopped': stopped}

@@ -154,3 +154,18 @@ def test_psnr():
     a = np.zeros((4, 4, 3), np.uint8)
     assert pti_images.psnr(a, a) == float('inf')
     assert pti_images.psnr(a, a + 1) == pytest.approx(48.13, abs=0.01)
+
+
+@pytest.mark.parametrize('name', ['sg2_rect64', 'sg2_square64', 'sg3t_rect64', 'sg3r_rect64'])
+def test_tuning_other_networks_lowers_the_loss_and_returns_plain_weights(name):
+    """The CPU tuning lays weights out for the gradient path and steps Adam over their memory:
+    that must work for every generator it may be given, and hand back ordinary tensors."""
+    G = legacy.load_network(FIXTURES / 'networks' / f'{name}.pkl', verbose=False)['G_ema'].eval()
+    w, target = _target(G, seed=3)
+    start, _ = _target(G, seed=4)
+    before = float(stand_in_lpips(synthesize(G, start), target).mean())
+    tuned, stats = tune_generator(G, [start], [target], stand_in_lpips, TuningConfig(steps=15, lpips_threshold=-1))
+    with torch.no_grad():
+        after = float(stand_in_lpips(synthesize(tuned, start), target).mean())
+    assert stats['steps'] == 15 and after < 0.8 * before
+    assert all(p.is_contiguous() for p in tuned.parameters())
