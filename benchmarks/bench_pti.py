@@ -9,7 +9,9 @@ VGG16): speed does not depend on the values. Each phase runs one warm-up step
 and then ``--steps`` steps through the same functions run_pti.py uses, and the
 median step is reported: with this project's fast ops and with the reference ops
 in fp32, and with the fast ops in bf16 where the CPU has native bfloat16, all with the
-allocator run_pti.py uses (freed memory kept for reuse). The GEMM
+allocator run_pti.py uses (freed memory kept for reuse). The configurations take turns
+over ``--rounds`` rounds, and each speed-up is the median over rounds of the ratio
+within a round, so that both sides of a ratio meet the same machine. The GEMM
 rate (4096 products) is measured before and after each and printed with the
 machine's CPU flags; a busy machine is flagged. Last, each configuration runs a
 short projection and tuning toward the same target, and its PSNR and LPIPS are
@@ -61,6 +63,11 @@ def seconds_per_step(run, steps):
     return float(np.median(np.diff(stamps)[1:]))
 
 
+def _paired(baseline, contender):
+    """Median over rounds of baseline / contender, each pair timed in the same round."""
+    return float(np.median([b / c for b, c in zip(baseline, contender)]))
+
+
 def psnr(a, b):
     """PSNR in dB of images in [-1, 1]."""
     return float(10 * torch.log10(4 / (a - b).square().mean()))
@@ -68,14 +75,16 @@ def psnr(a, b):
 
 @click.command()
 @click.option('--resolution', type=click.Choice(['512', '1024']), default='512', show_default=True)
-@click.option('--steps', type=click.IntRange(min=1), default=5, show_default=True)
+@click.option('--steps', type=click.IntRange(min=1), default=5, show_default=True, help='Timed steps per round')
+@click.option('--rounds', type=click.IntRange(min=1), default=2, show_default=True,
+              help='Rounds over the configurations; times are medians over them')
 @click.option('--threads', type=int, default=None, help='torch threads (default: all cores)')
 @click.option('--bf16/--no-bf16', 'with_bf16', default=None,
               help='Also time bf16  [default: where the CPU has native bf16]')
 @click.option('--quality-steps', type=click.IntRange(min=0), default=20, show_default=True,
               help='Projection and tuning steps toward a fixed target in each timed configuration, '
                    'to compare their PSNR and LPIPS with the reference ops\' (0: skip)')
-def main(resolution, steps, threads, with_bf16, quality_steps):
+def main(resolution, steps, rounds, threads, with_bf16, quality_steps):
     if threads:
         torch.set_num_threads(threads)
     allocator.reuse_freed_memory()   # as run_pti.py runs, for every configuration
@@ -103,23 +112,33 @@ def main(resolution, steps, threads, with_bf16, quality_steps):
     phases = (('W projection (VGG16 loss)', project), ('pivotal tuning (L2 + LPIPS)', tune))
     size = f'{G.img_resolution}x{G.img_resolution // 2}'
     print(machine.describe())
-    print(f'StyleGAN2 {size}, {torch.get_num_threads()} threads, median of {steps} steps per phase')
+    print(f'StyleGAN2 {size}, {torch.get_num_threads()} threads, median of {steps} steps per phase and round')
     runs = [('fp32', 'ref'), ('fp32', 'fast')]    # the reference first: the fast rows give their speed-up
     if machine.bf16_native() if with_bf16 is None else with_bf16:
         runs.append(('bf16', 'fast'))
+    print(f'{rounds} rounds, each configuration once per round; speed-ups: median over the rounds of the '
+          'ratio within a round (this machine drifts too much for ratios of separate runs)')
     times = {}
     for phase, fn in phases:
+        per_round = {run: [] for run in runs}
+        limits = {}
+        for _ in range(rounds):
+            for number_format, ops in runs:
+                dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
+                with machine.roofline(with_bf16=number_format == 'bf16') as limit, \
+                        precision.use_precision(dtype), ops_mode.use_ops(ops):
+                    per_round[number_format, ops].append(seconds_per_step(fn, steps))
+                limits[number_format, ops] = limit
         for number_format, ops in runs:
-            dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
-            with machine.roofline(with_bf16=number_format == 'bf16') as limit, \
-                    precision.use_precision(dtype), ops_mode.use_ops(ops):
-                seconds = seconds_per_step(fn, steps)
+            seconds = float(np.median(per_round[number_format, ops]))
             times[(phase, number_format, ops)] = seconds
-            speedup = times[(phase, 'fp32', 'ref')] / seconds if ops == 'fast' and number_format == 'fp32' else None
-            note = f'  {speedup:.2f}x the reference ops' if speedup else ''
-            print(f'{phase + ":":30} {number_format} {ops:4} ops {seconds:.2f} s/step{note}  {limit.summary()}')
+            note = ''
+            if (number_format, ops) == ('fp32', 'fast'):
+                note = f'  {_paired(per_round["fp32", "ref"], per_round["fp32", "fast"]):.2f}x the reference ops'
+            print(f'{phase + ":":30} {number_format} {ops:4} ops {seconds:.2f} s/step{note}  '
+                  f'(last round: {limits[number_format, ops].summary()})')
         if ('bf16', 'fast') in runs:
-            print(f'{"":30} bf16 fast: {times[(phase, "fp32", "fast")] / times[(phase, "bf16", "fast")]:.2f}x '
+            print(f'{"":30} bf16 fast: {_paired(per_round["fp32", "fast"], per_round["bf16", "fast"]):.2f}x '
                   'fp32 fast')
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'peak RSS: {peak:.0f} MB')
