@@ -53,13 +53,15 @@ def _layer_gradients(layer, x, w, seed, **kwargs):
 @pytest.mark.parametrize('batch', [1, 2])
 @pytest.mark.parametrize('up', [1, 2])
 @pytest.mark.parametrize('noise_mode', ['const', 'random', 'none'])
-@pytest.mark.parametrize('size', ['large', 'small'])
+@pytest.mark.parametrize('size', ['large', 'small', 'large, frozen weight'])
 def test_synthesis_layer_gradients_equal_the_reference(calls, batch, up, noise_mode, size):
-    # 'large' maps modulate the kernel, 'small' maps of many channels the activations.
-    channels, resolution = (4, 16) if size == 'large' else (64, 4)
+    # 'large' maps modulate the kernel, 'small' maps of many channels the activations, and so
+    # does a frozen weight (projection).
+    channels, resolution = (64, 4) if size == 'small' else (4, 16)
     torch.manual_seed(3)
     layer = networks_stylegan2.SynthesisLayer(channels, channels + 2, w_dim=5, resolution=resolution, up=up,
                                               conv_clamp=0.5)
+    layer.weight.requires_grad_('frozen' not in size)
     with torch.no_grad():
         layer.noise_strength.fill_(0.7)
         layer.bias.normal_()
@@ -73,6 +75,24 @@ def test_synthesis_layer_gradients_equal_the_reference(calls, batch, up, noise_m
     assert sorted(fast_grads) == sorted(ref_grads)
     for name in ref_grads:
         assert _relative(fast_grads[name], ref_grads[name]) < 1e-4, name
+
+
+@pytest.mark.parametrize('up', [1, 2])
+def test_a_frozen_weight_leaves_the_convolution_its_input_gradient_only(monkeypatch, up):
+    # Reaching the styles through a modulated kernel would cost the kernel's gradient too.
+    kernels = []
+    original = modulated_conv_grad._conv
+
+    def recorded(x, kernel, *args):
+        kernels.append(kernel)
+        return original(x, kernel, *args)
+    monkeypatch.setattr(modulated_conv_grad, '_conv', recorded)
+    layer = networks_stylegan2.SynthesisLayer(4, 6, w_dim=5, resolution=16, up=up).requires_grad_(False)
+    w = torch.randn(1, 5, requires_grad=True)
+    with fast_ops():
+        layer(torch.randn(1, 4, 16 // up, 8 // up), w).sum().backward()
+    assert len(kernels) == 1 and not kernels[0].requires_grad
+    assert w.grad is not None and w.grad.abs().sum() > 0
 
 
 def test_torgb_gradients_equal_the_reference(calls):

@@ -14,8 +14,9 @@ This path computes the same function with the memory traffic cut down:
 - on the large maps each image's kernel is modulated (styles, demodulation, activation
   gain) before the convolution, a pass over the small kernel instead of two over the
   activations; on the small maps of many channels the activations are scaled instead
-  (upstream's non-fused modulation), which leaves the large kernel alone; the gain
-  g > 0 moves in front of the activation (lrelu(x) * g == lrelu(g * x));
+  (upstream's non-fused modulation), which leaves the large kernel alone; so they are
+  wherever the weight is frozen (projection), where a modulated kernel would make the
+  convolution compute its kernel's gradient to reach the styles; the gain g > 0 moves in front of the activation (lrelu(x) * g == lrelu(g * x));
 - noise, bias, activation and clamp run in place on the convolution's output inside
   one autograd node (``NoiseBiasActClamp``) that keeps only its output, as NVIDIA's CUDA
   kernel does, and computes its gradient from it; demodulation (``Demodulation``) writes
@@ -58,9 +59,15 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
     bias = (bias * gain).to(dtype)
     conv_bias = bias if up == 1 else None   # the convolution adds it for free; after upsampling the epilogue does
     weight_needs_grad = torch.is_grad_enabled() and weight.requires_grad
+    styles_need_grad = torch.is_grad_enabled() and styles.requires_grad
 
-    if modulated_conv_fast._modulating_activations_is_cheaper(x, weight, up):
+    if modulated_conv_fast._modulating_activations_is_cheaper(x, weight, up) or (
+            styles_need_grad and not weight_needs_grad):
         # Small maps, many channels: scale the activations in and out, one shared kernel.
+        # Also for a frozen weight (projection, dragging, InsetGAN): through a modulated kernel
+        # the styles' gradient would cost the kernel's, a third convolution; this way the
+        # convolution computes its input gradient only, and the styles' comes from two
+        # passes over the maps.
         kernel = _oriented(weight, up, flip_weight) if weight_needs_grad else _cached(weight, up, flip_weight)
         y = _conv(x * styles.to(dtype)[:, :, None, None], kernel.to(dtype), None, up, padding, resample_filter)
         y = y * out_scale.to(dtype)[:, :, None, None]
