@@ -164,7 +164,9 @@ def test_vgg16_lpips_mode_equals_weighted_feature_distance(vgg16_file):
     model = load_vgg16(vgg16_file)
     g = torch.Generator().manual_seed(1)
     x, y = torch.rand(1, 3, 32, 16, generator=g) * 255, torch.rand(1, 3, 32, 16, generator=g) * 255
-    distance = float((model(x, return_lpips=True) - model(y, return_lpips=True)).square().sum())
+    x.requires_grad_(True)
+    distance = (model(x, return_lpips=True) - model(y, return_lpips=True)).square().sum()
+    grad, = torch.autograd.grad(distance, x)
 
     def taps(img):
         h = (img - model.mean) / model.std
@@ -179,8 +181,15 @@ def test_vgg16_lpips_mode_equals_weighted_feature_distance(vgg16_file):
     expected = 0.0
     for k, (fx, fy) in enumerate(zip(taps(x), taps(y))):
         nx, ny = fx / (fx.norm(dim=1, keepdim=True) + 1e-10), fy / (fy.norm(dim=1, keepdim=True) + 1e-10)
-        expected += float(((nx - ny) ** 2 * getattr(model, f'lpips{k}').view(1, -1, 1, 1)).sum(1).mean())
-    assert distance == pytest.approx(expected, rel=1e-4)
+        expected = expected + ((nx - ny) ** 2 * getattr(model, f'lpips{k}').view(1, -1, 1, 1)).sum(1).mean()
+    assert float(distance) == pytest.approx(float(expected), rel=1e-4)
+    weights = [getattr(model, f'lpips{k}').view(1, -1, 1, 1).sqrt() for k in range(5)]
+    vector = torch.cat([(f / (f.norm(dim=1, keepdim=True) + 1e-10) * w).flatten(1) / f[0, 0].numel() ** 0.5
+                        for f, w in zip(taps(y), weights)], dim=1)
+    torch.testing.assert_close(model(y, return_lpips=True), vector, rtol=1e-4, atol=1e-7)   # NVIDIA's order
+    # Projection follows this gradient; the vector's own backward lays it out for the CPU.
+    expected_grad, = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-6 * float(expected_grad.abs().max()))
 
 
 def test_vgg16_refuses_foreign_globals_and_non_archives(tmp_path):

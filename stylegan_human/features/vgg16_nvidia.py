@@ -81,13 +81,31 @@ class VGG16Features(nn.Module):
             for k, feature in enumerate(taps):
                 feature = feature / (feature.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
                 weight = getattr(self, f'lpips{k}').view(1, -1, 1, 1).clamp(min=0).sqrt()
-                parts.append((feature * weight).flatten(1) / np.sqrt(feature.shape[2] * feature.shape[3]))
+                parts.append(_FlattenChannelsFirst.apply(feature * weight) / np.sqrt(feature.shape[2] * feature.shape[3]))
             return torch.cat(parts, dim=1)
         if not hasattr(self.layers, 'fc1'):
             raise ValueError('this VGG16 was built without its classifier (with_classifier=False)')
         x = F.adaptive_avg_pool2d(F.max_pool2d(x, 2, 2), (7, 7)).flatten(1)
         x = F.relu(self.layers.fc2(F.relu(self.layers.fc1(x))))
         return x if return_features else self.layers.fc3(x)
+
+
+class _FlattenChannelsFirst(torch.autograd.Function):
+    """``x.flatten(1)`` (channel, row, column order) of a channels-last ``x``, its gradient
+    handed back channels-last.
+
+    Autograd's own gradient would come back contiguous, and every backward step above it,
+    through the normalisation, the ReLU and the sum with the next convolution's gradient,
+    would mix two layouts: strided passes, about 30 ms a step on the first tap at 256x128."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        return x.contiguous().flatten(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------
