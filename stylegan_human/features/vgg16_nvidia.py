@@ -81,7 +81,8 @@ class VGG16Features(nn.Module):
             for k, feature in enumerate(taps):
                 feature = feature / (feature.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
                 weight = getattr(self, f'lpips{k}').view(1, -1, 1, 1).clamp(min=0).sqrt()
-                parts.append(_FlattenChannelsFirst.apply(feature * weight) / np.sqrt(feature.shape[2] * feature.shape[3]))
+                flat = _FlattenChannelsFirst.apply(feature * weight)
+                parts.append(flat / np.sqrt(feature.shape[2] * feature.shape[3]))
             return torch.cat(parts, dim=1)
         if not hasattr(self.layers, 'fc1'):
             raise ValueError('this VGG16 was built without its classifier (with_classifier=False)')

@@ -16,7 +16,8 @@ This path computes the same function with the memory traffic cut down:
   activations; on the small maps of many channels the activations are scaled instead
   (upstream's non-fused modulation), which leaves the large kernel alone; so they are
   wherever the weight is frozen (projection), where a modulated kernel would make the
-  convolution compute its kernel's gradient to reach the styles; the gain g > 0 moves in front of the activation (lrelu(x) * g == lrelu(g * x));
+  convolution compute its kernel's gradient to reach the styles; the gain g > 0 moves
+  in front of the activation (lrelu(x) * g == lrelu(g * x));
 - noise, bias, activation and clamp run in place on the convolution's output inside
   one autograd node (``NoiseBiasActClamp``) that keeps only its output, as NVIDIA's CUDA
   kernel does, and computes its gradient from it; demodulation (``Demodulation``) writes
