@@ -56,8 +56,8 @@ def _layer_gradients(layer, x, w, seed, **kwargs):
 @pytest.mark.parametrize('size', ['large', 'small', 'large, frozen weight'])
 def test_synthesis_layer_gradients_equal_the_reference(calls, batch, up, noise_mode, size):
     # 'large' maps modulate the kernel, 'small' maps of many channels the activations, and so
-    # does a frozen weight (projection).
-    channels, resolution = (64, 4) if size == 'small' else (4, 16)
+    # does a frozen 3x3 weight of enough channels (projection).
+    channels, resolution = {'small': (64, 4), 'large': (4, 16), 'large, frozen weight': (64, 32)}[size]
     torch.manual_seed(3)
     layer = networks_stylegan2.SynthesisLayer(channels, channels + 2, w_dim=5, resolution=resolution, up=up,
                                               conv_clamp=0.5)
@@ -78,7 +78,7 @@ def test_synthesis_layer_gradients_equal_the_reference(calls, batch, up, noise_m
 
 
 @pytest.mark.parametrize('up', [1, 2])
-def test_a_frozen_weight_leaves_the_convolution_its_input_gradient_only(monkeypatch, up):
+def test_a_frozen_3x3_weight_leaves_the_convolution_its_input_gradient_only(monkeypatch, up):
     # Reaching the styles through a modulated kernel would cost the kernel's gradient too.
     kernels = []
     original = modulated_conv_grad._conv
@@ -87,11 +87,15 @@ def test_a_frozen_weight_leaves_the_convolution_its_input_gradient_only(monkeypa
         kernels.append(kernel)
         return original(x, kernel, *args)
     monkeypatch.setattr(modulated_conv_grad, '_conv', recorded)
-    layer = networks_stylegan2.SynthesisLayer(4, 6, w_dim=5, resolution=16, up=up).requires_grad_(False)
+    layer = networks_stylegan2.SynthesisLayer(64, 64, w_dim=5, resolution=64, up=up).requires_grad_(False)
+    to_rgb = networks_stylegan2.ToRGBLayer(64, 3, w_dim=5).requires_grad_(False)
     w = torch.randn(1, 5, requires_grad=True)
     with fast_ops():
-        layer(torch.randn(1, 4, 16 // up, 8 // up), w).sum().backward()
-    assert len(kernels) == 1 and not kernels[0].requires_grad
+        x = layer(torch.randn(1, 64, 64 // up, 32 // up), w)
+        assert len(kernels) == 1 and not kernels[0].requires_grad
+        # toRGB's 1x1 kernel gradient is cheaper than passes over the maps: it stays modulated.
+        to_rgb(x, w).sum().backward()
+    assert len(kernels) == 2 and kernels[1].requires_grad
     assert w.grad is not None and w.grad.abs().sum() > 0
 
 

@@ -63,12 +63,12 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
     styles_need_grad = torch.is_grad_enabled() and styles.requires_grad
 
     if modulated_conv_fast._modulating_activations_is_cheaper(x, weight, up) or (
-            styles_need_grad and not weight_needs_grad):
+            styles_need_grad and not weight_needs_grad and _kernel_gradient_outweighs_scaling(weight, up)):
         # Small maps, many channels: scale the activations in and out, one shared kernel.
-        # Also for a frozen weight (projection, dragging, InsetGAN): through a modulated kernel
-        # the styles' gradient would cost the kernel's, a third convolution; this way the
-        # convolution computes its input gradient only, and the styles' comes from two
-        # passes over the maps.
+        # Also for a frozen 3x3 weight (projection, dragging, InsetGAN): through a modulated
+        # kernel the styles' gradient would cost the kernel's, a third convolution; this way
+        # the convolution computes its input gradient only, and the styles' gradient costs
+        # a few passes over the maps.
         kernel = _oriented(weight, up, flip_weight) if weight_needs_grad else _cached(weight, up, flip_weight)
         y = _conv(x * styles.to(dtype)[:, :, None, None], kernel.to(dtype), None, up, padding, resample_filter)
         y = y * out_scale.to(dtype)[:, :, None, None]
@@ -90,6 +90,15 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
     noise = None if noise is None else (noise * gain).to(dtype)
     return NoiseBiasActClamp.apply(y, None if conv_bias is not None else bias, noise, activation, float(alpha),
                                    None if clamp is None else float(clamp))
+
+
+def _kernel_gradient_outweighs_scaling(weight, up):
+    """Per input pixel: the kernel gradient's multiply-adds against the elements that scaling the
+    activations reads and writes (input and output, forward and backward: about three passes
+    each, and a pass costs a hundred multiply-adds' time on a CPU). True for 3x3
+    convolutions, false for toRGB's 1x1 one."""
+    out_channels, in_channels = weight.shape[:2]
+    return weight[0].numel() * out_channels > 100 * (in_channels + out_channels * up * up)
 
 
 def lay_out_for_gradients(module: torch.nn.Module) -> torch.nn.Module:
