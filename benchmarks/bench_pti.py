@@ -63,11 +63,6 @@ def seconds_per_step(run, steps):
     return float(np.median(np.diff(stamps)[1:]))
 
 
-def _paired(baseline, contender):
-    """Median over rounds of baseline / contender, each pair timed in the same round."""
-    return float(np.median([b / c for b, c in zip(baseline, contender)]))
-
-
 def psnr(a, b):
     """PSNR in dB of images in [-1, 1]."""
     return float(10 * torch.log10(4 / (a - b).square().mean()))
@@ -134,12 +129,13 @@ def main(resolution, steps, rounds, threads, with_bf16, quality_steps):
             times[(phase, number_format, ops)] = seconds
             note = ''
             if (number_format, ops) == ('fp32', 'fast'):
-                note = f'  {_paired(per_round["fp32", "ref"], per_round["fp32", "fast"]):.2f}x the reference ops'
+                speedup = machine.paired_speedup(per_round['fp32', 'ref'], per_round['fp32', 'fast'])
+                note = f'  {speedup:.2f}x the reference ops'
             print(f'{phase + ":":30} {number_format} {ops:4} ops {seconds:.2f} s/step{note}  '
                   f'(last round: {limits[number_format, ops].summary()})')
         if ('bf16', 'fast') in runs:
-            print(f'{"":30} bf16 fast: {_paired(per_round["fp32", "fast"], per_round["bf16", "fast"]):.2f}x '
-                  'fp32 fast')
+            speedup = machine.paired_speedup(per_round['fp32', 'fast'], per_round['bf16', 'fast'])
+            print(f'{"":30} bf16 fast: {speedup:.2f}x fp32 fast')
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'peak RSS: {peak:.0f} MB')
     defaults = ProjectionConfig().steps * times[(phases[0][0], 'fp32', 'fast')] + \

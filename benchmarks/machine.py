@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 
+import numpy as np
 import torch
 
 GEMM_SIZE = 4096           # large enough that the product runs at the machine's peak
@@ -78,6 +79,12 @@ def _cpu_seconds():
         total = float('nan')
     own = os.times()
     return total, own.user + own.system + own.children_user + own.children_system
+
+
+def paired_speedup(baseline, contender) -> float:
+    """Median over rounds of baseline / contender time, each pair timed in the same round (this
+    machine's speed drifts by tens of percent within minutes; both sides of a pair meet the same)."""
+    return float(np.median([b / c for b, c in zip(baseline, contender)]))
 
 
 class Roofline:

@@ -30,5 +30,5 @@ def test_psnr_of_images_in_minus_one_to_one():
 def test_speed_ups_pair_the_runs_of_each_round():
     bench = load_benchmark('bench_pti')
     # The machine halves its speed in round 2: both sides slow down, the ratio stays 2.
-    assert bench._paired([2.0, 4.0], [1.0, 2.0]) == 2.0
-    assert bench._paired([3.0, 2.0, 9.0], [1.0, 1.0, 1.0]) == 3.0
+    assert bench.machine.paired_speedup([2.0, 4.0], [1.0, 2.0]) == 2.0
+    assert bench.machine.paired_speedup([3.0, 2.0, 9.0], [1.0, 1.0, 1.0]) == 3.0
