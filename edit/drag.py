@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from dnnlib.errors import InputError
 from stylegan_human.sampling import synthesize, to_uint8
+from torch_utils import misc
 
 Point = Tuple[float, float]   # (x, y) in image pixels
 _SYNTHESIS_KW = dict(noise_mode='const', force_fp32=True)
@@ -255,19 +256,6 @@ def _fmt(value: float) -> str:
     return f'{value:g}'
 
 
-@contextlib.contextmanager
-def _frozen(G):
-    """The network's own weights take no gradient while the code is optimised (restored after)."""
-    saved = [(p, p.requires_grad) for p in G.parameters()]
-    for p, _ in saved:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in saved:
-            p.requires_grad_(flag)
-
-
 def drag(G: torch.nn.Module, w: torch.Tensor, handles: Sequence[Point], targets: Sequence[Point],
          config: Optional[DragConfig] = None, mask: Optional[np.ndarray] = None,
          on_step: Optional[Callable[[DragStep], None]] = None,
@@ -309,7 +297,7 @@ def drag(G: torch.nn.Module, w: torch.Tensor, handles: Sequence[Point], targets:
     goal = torch.tensor(targets, dtype=torch.float32, device=device)
     references = fmap0 = None
     history, reason, step = [], 'steps', 0
-    with _frozen(G), tap.attached():
+    with misc.frozen_weights(G), tap.attached():
         for step in range(config.steps + 1):
             image = G.synthesis(torch.cat([head, tail], dim=1), **_SYNTHESIS_KW)
             fmap = tap.value

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from aligner.face import FaceBox
 from pti.projector import lr_ramp
+from torch_utils import misc
 
 
 @dataclasses.dataclass
@@ -159,7 +160,13 @@ def joint_optimize(face_G: torch.nn.Module, body_G: torch.nn.Module, face_w: tor
     called every ``interval`` body steps (upstream re-finds the face as the body moves).
     on_step: optional ``on_step(stage, step, body_image, face_in_box, box)`` for frames and progress.
     history: per step (stage, seam L1 on the 8-px border, coarse L1 at 64x64), as floats.
+    The generators' weights take no gradient meanwhile (their requires_grad flags are restored).
     """
+    with misc.frozen_weights(face_G, body_G):
+        return _optimize_latents(face_G, body_G, face_w, body_w, box, perceptual, cfg, face_rect, relocate, on_step)
+
+
+def _optimize_latents(face_G, body_G, face_w, body_w, box, perceptual, cfg, face_rect, relocate, on_step):
     cfg = cfg or InsetConfig()
     face = LatentImage(face_G, face_w)
     body = LatentImage(body_G, body_w)

@@ -6,6 +6,8 @@ changes by less than 0.05 on average (in the generator's [-1, 1] range, about
 6 of 255 levels), while the seam and coarse losses fall several-fold.
 """
 
+import copy
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -72,6 +74,18 @@ def test_perceptual_term_is_used(nets):
     joint_optimize(face_G, body_G, _w(face_G, 1), _w(body_G, 2), FaceBox(4, 2, 28, 26), perceptual,
                    InsetConfig(joint_steps=2, face_steps=1, body_steps=1))
     assert calls and all(len(s) == 4 for s in calls)
+
+
+def test_the_networks_weights_take_no_gradient_and_keep_their_flags(nets):
+    face_G, body_G = copy.deepcopy(nets)
+    face_G.requires_grad_(True)      # as a freshly built network comes: every weight wants a gradient
+    body_G.requires_grad_(False)
+    body_G.synthesis.b4.conv1.weight.requires_grad_(True)
+    joint_optimize(face_G, body_G, _w(face_G, 1), _w(body_G, 2), FaceBox(4, 2, 28, 26), None,
+                   InsetConfig(joint_steps=2, face_steps=1, body_steps=1))
+    assert all(p.grad is None for G in (face_G, body_G) for p in G.parameters())
+    assert all(p.requires_grad for p in face_G.parameters())
+    assert [name for name, p in body_G.named_parameters() if p.requires_grad] == ['synthesis.b4.conv1.weight']
 
 
 def test_feathered_paste():

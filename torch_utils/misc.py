@@ -172,6 +172,21 @@ def copy_params_and_buffers(src_module, dst_module, require_all=False):
 # DistributedDataParallel helpers.
 
 @contextlib.contextmanager
+def frozen_weights(*modules):
+    """The modules' parameters take no gradient inside the block (their flags restored after):
+    optimising a latent through a network would otherwise also compute, and accumulate, a
+    gradient for every weight, as much arithmetic again as the backward pass needs."""
+    saved = [(p, p.requires_grad) for module in modules for p in module.parameters()]
+    for p, _ in saved:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
 def ddp_sync(module, sync):
     """Skip DDP gradient all-reduce inside the block unless ``sync`` is true."""
     assert isinstance(module, torch.nn.Module)
