@@ -168,9 +168,6 @@ def copy_params_and_buffers(src_module, dst_module, require_all=False):
                 tensor.copy_(src_tensors[name].detach()).requires_grad_(tensor.requires_grad)
 
 
-# ---------------------------------------------------------------------------
-# DistributedDataParallel helpers.
-
 @contextlib.contextmanager
 def frozen_weights(*modules):
     """The modules' parameters take no gradient inside the block (their flags restored after):
@@ -185,6 +182,9 @@ def frozen_weights(*modules):
         for p, flag in saved:
             p.requires_grad_(flag)
 
+
+# ---------------------------------------------------------------------------
+# DistributedDataParallel helpers.
 
 @contextlib.contextmanager
 def ddp_sync(module, sync):

@@ -15,7 +15,7 @@ This path computes the same function with the memory traffic cut down:
   gain) before the convolution, a pass over the small kernel instead of two over the
   activations; on the small maps of many channels the activations are scaled instead
   (upstream's non-fused modulation), which leaves the large kernel alone; so they are
-  wherever the weight is frozen (projection), where a modulated kernel would make the
+  wherever a 3x3 weight is frozen (projection), where a modulated kernel would make the
   convolution compute its kernel's gradient to reach the styles; the gain g > 0 moves
   in front of the activation (lrelu(x) * g == lrelu(g * x));
 - noise, bias, activation and clamp run in place on the convolution's output inside
@@ -95,8 +95,9 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
 def _kernel_gradient_outweighs_scaling(weight, up):
     """Per input pixel: the kernel gradient's multiply-adds against the elements that scaling the
     activations reads and writes (input and output, forward and backward: about three passes
-    each, and a pass costs a hundred multiply-adds' time on a CPU). True for 3x3
-    convolutions, false for toRGB's 1x1 one."""
+    each, and a pass costs a hundred multiply-adds' time on a CPU). True for StyleGAN2's 3x3
+    convolutions from 32 channels and its upsampling ones from 64 output channels (the
+    1024 model's 64 -> 32 one is about a tie), false for toRGB's 1x1 ones."""
     out_channels, in_channels = weight.shape[:2]
     return weight[0].numel() * out_channels > 100 * (in_channels + out_channels * up * up)
 
