@@ -113,8 +113,11 @@ class Roofline:
 
     @property
     def busy(self) -> bool:
-        drift = abs(self.before['fp32'] - self.after['fp32']) / self.fp32
-        return drift > RATE_DRIFT or self.others > OTHERS_LIMIT
+        """A rate (fp32, and bf16 where measured) moved between before and after, or other
+        processes used the CPU."""
+        drifts = [abs(self.before[kind] - self.after[kind]) / max(self.before[kind], self.after[kind])
+                  for kind in self.before]
+        return max(drifts) > RATE_DRIFT or self.others > OTHERS_LIMIT
 
     def summary(self) -> str:
         parts = [f'fp32 GEMM {self.before["fp32"] / 1e9:.0f} -> {self.after["fp32"] / 1e9:.0f} GFLOP/s']

@@ -25,10 +25,3 @@ def test_psnr_of_images_in_minus_one_to_one():
     bench = load_benchmark('bench_pti')
     a = torch.zeros(1, 3, 4, 2)
     assert bench.psnr(a, a + 0.2) == pytest.approx(10 * math.log10(4 / 0.04))
-
-
-def test_speed_ups_pair_the_runs_of_each_round():
-    bench = load_benchmark('bench_pti')
-    # The machine halves its speed in round 2: both sides slow down, the ratio stays 2.
-    assert bench.machine.paired_speedup([2.0, 4.0], [1.0, 2.0]) == 2.0
-    assert bench.machine.paired_speedup([3.0, 2.0, 9.0], [1.0, 1.0, 1.0]) == 3.0
