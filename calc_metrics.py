@@ -56,6 +56,7 @@ from metrics import detector_files
 from metrics import metric_main
 from metrics import metric_utils
 from stylegan_human import commands, runtime
+from torch_utils import precision as number_format
 from training.dataset import DatasetError
 
 # ----------------------------------------------------------------------------
@@ -139,9 +140,13 @@ def subprocess_fn(rank, args, temp_dir):
             if rank == 0 and args.verbose:
                 print(f'Calculating {metric}...')
             progress = metric_utils.ProgressMonitor(verbose=args.verbose)
-            result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
-                                                  num_gpus=args.num_gpus, rank=rank, device=device, progress=progress,
-                                                  detectors=args.detectors)
+            # Entered here, in every rank: a spawned process does not inherit the parent's scope.
+            with number_format.use_precision(args.precision):
+                result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
+                                                      num_gpus=args.num_gpus, rank=rank, device=device,
+                                                      progress=progress, detectors=args.detectors)
+            if args.precision != torch.float32:   # a bf16 figure must not pass for an fp32 one
+                result_dict.precision = 'bf16'
             if rank == 0:
                 metric_main.report_metric(result_dict, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
     except USER_ERRORS as err:
@@ -208,20 +213,23 @@ def check_gpus(gpus, device):
 @click.option('--vgg16', 'vgg16_file', metavar='PATH',
               help='VGG16 file for precision/recall and PPL: NVIDIA\'s vgg16.pkl or .pt  [default: '
                    '$METRICS_VGG16_FILE, the download cache, or download]')
+@click.option('--precision', type=click.Choice(number_format.PRECISIONS), default='fp32', show_default=True,
+              help=commands.PRECISION_OPTION_HELP + '; a bf16 result is recorded with "precision": "bf16"')
 @commands.user_errors
-def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, inception_file, vgg16_file):
+def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, inception_file, vgg16_file, precision):
     try:
         metric_main.check_metric_names(metrics)
     except metric_utils.MetricError as err:
         raise commands.UserError(f'--metrics: {err}') from None
     device = commands.choose_device(device)
     check_gpus(gpus, device)
+    precision = commands.precision_dtype(precision, device)
     for option, path in (('--detector', inception_file), ('--vgg16', vgg16_file)):
         if path is not None and not dnnlib.util.is_url(path) and not os.path.isfile(path):
             raise commands.UserError(f'{option} {path}: file not found')
 
     args = dnnlib.EasyDict(metrics=metrics, num_gpus=gpus, network_pkl=network_pkl, verbose=verbose, device=device,
-                           detectors=dict(inception=inception_file, vgg16=vgg16_file))
+                           detectors=dict(inception=inception_file, vgg16=vgg16_file), precision=precision)
     if verbose:
         print(f'Loading network from "{network_pkl}"...')
     network_dict = legacy.load_network(network_pkl, verbose=verbose)

@@ -79,13 +79,30 @@ def prepare_run(flags, environ=None, cuda_available=None):
         launch.check_device_count(device_type, flags.gpus or 1)
     requested_device, flags.device = flags.device, device_type
     train_config.detect_flavour(flags)  # Flag conflicts before the dataset is read.
+    bf16 = _synthesis_in_bf16(flags.precision, device_type)
     dataset = train_config.open_dataset(flags.data, square=bool(flags.square))
     c, desc = train_config.build_training_options(flags, dataset)
+    if bf16:
+        c.precision = 'bf16'   # fp32 runs keep upstream's options file
     if not flags.dry_run:
         if env is None:   # under torchrun the processes were started by the user's own command
             launch.check_cpu_processes_asked_for(requested_device, device_type, flags.gpus or 1)
         check_resume_network(c)
     return c, desc, env, device_type
+
+
+def _synthesis_in_bf16(name, device_type):
+    """--precision: True for bf16 (native only; an OptionsError otherwise), False for fp32."""
+    import torch
+    from dnnlib.errors import InputError
+    from torch_utils import precision
+    try:
+        dtype = precision.resolve(name or 'fp32', device_type)
+    except InputError as err:
+        raise OptionsError(f'--precision: {err}') from None
+    if name == 'auto' and dtype != torch.bfloat16:
+        print(f'Note: --precision auto: no native bfloat16 on {device_type}; training in fp32')
+    return dtype == torch.bfloat16
 
 
 def check_resume_network(c):
@@ -223,6 +240,9 @@ def _check_metrics_available(metrics):
               show_default=True, type=click.Choice(['auto', 'cpu', 'cuda']))
 @click.option('--flavour', help='Which upstream command line the flags follow', default='auto', show_default=True,
               type=click.Choice(['auto', train_config.STYLEGAN2_ADA, train_config.STYLEGAN3]))
+@click.option('--precision', type=click.Choice(['fp32', 'bf16', 'auto']), default=None,
+              help='Number format of the generator\'s synthesis: fp32, bf16 where the hardware has it natively '
+                   '(AMX / AVX-512 BF16 CPUs, bf16 GPUs; the discriminator stays fp32), or auto  [default: fp32]')
 @click.option('--grid', help='Preview grids (reals.png, fakes*.png): COLUMNSxROWS such as 4x2, or auto  '
               '[default: auto (about 7680x4320 pixels, up to 32x32 images) on GPUs, 4x4 on the CPU]',
               metavar='COLSxROWS')

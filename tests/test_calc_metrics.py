@@ -19,6 +19,7 @@ import legacy
 from helpers import one_line_failure
 from metrics import detector_files
 from metrics import metric_utils
+from torch_utils import precision
 from test_metrics import HEIGHT, StandInDetector, dataset_kwargs, tiny_generator, write_dataset
 from test_metrics import write_torchscript_archive
 
@@ -94,6 +95,30 @@ def test_a_training_snapshot_reports_into_its_run_folder(setup, monkeypatch):
         assert record['snapshot_pkl'] == 'network-snapshot-000010.pkl' and record['metric'] == metric
     record = json.loads((run_dir / 'metric-pr50k3_full.jsonl').read_text())
     assert 0 <= record['results']['pr50k3_full_precision'] <= 1
+
+
+def test_bf16_metrics_are_computed_in_bf16_and_say_so(setup, monkeypatch):
+    monkeypatch.setattr(precision, 'native_bf16', lambda device: True)   # whatever CPU runs the tests
+    common = ('--network', setup.network, '--metrics', 'fid50k_full', '--data', setup.data,
+              '--detector', setup.detector, '--verbose', 'false', '--device', 'cpu')
+    fp32, bf16 = (run(*common, '--precision', name) for name in ('fp32', 'bf16'))
+    assert fp32.exit_code == 0 and bf16.exit_code == 0, fp32.output + bf16.output
+    (fp32_record,), (bf16_record,) = json_lines(fp32.output), json_lines(bf16.output)
+    assert 'precision' not in fp32_record                    # upstream's record, unchanged
+    assert bf16_record['precision'] == 'bf16'
+    # The generated images differ a little, so the distance does too.
+    assert bf16_record['results']['fid50k_full'] != fp32_record['results']['fid50k_full']
+    assert bf16_record['results']['fid50k_full'] == pytest.approx(fp32_record['results']['fid50k_full'], rel=0.2)
+
+
+def test_bf16_without_native_support_is_one_line_and_auto_keeps_fp32(setup, monkeypatch):
+    monkeypatch.setattr(precision, 'native_bf16', lambda device: False)
+    common = ('--network', setup.network, '--metrics', 'fid50k_full', '--data', setup.data,
+              '--detector', setup.detector, '--verbose', 'false', '--device', 'cpu')
+    one_line_failure(run(*common, '--precision', 'bf16'), 'bf16', 'fp32')
+    auto = run(*common, '--precision', 'auto')
+    assert auto.exit_code == 0, auto.output
+    assert 'precision' not in json_lines(auto.output)[0] and 'computing in fp32' in auto.output
 
 
 def test_mirror_and_metric_none(setup):

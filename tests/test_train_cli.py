@@ -432,6 +432,19 @@ def test_bad_flags_give_one_line_and_no_run_dir(rect_data, tmp_path, extra, word
     assert not outdir.exists()
 
 
+def test_precision_bf16_is_recorded_where_native_and_one_line_elsewhere(rect_data, tmp_path, monkeypatch):
+    from torch_utils import precision
+    line = f'--outdir={tmp_path / "runs"} --data={rect_data} --cfg=shhq --device=cpu --dry-run'
+    monkeypatch.setattr(precision, 'native_bf16', lambda device: True)
+    assert printed_options(invoke(line + ' --precision=bf16').output)['precision'] == 'bf16'
+    assert 'precision' not in printed_options(invoke(line).output)     # fp32: upstream's options, unchanged
+    monkeypatch.setattr(precision, 'native_bf16', lambda device: False)
+    one_line_failure(invoke(line + ' --precision=bf16'), '--precision', 'bf16')
+    auto = invoke(line + ' --precision=auto')
+    assert auto.exit_code == 0 and 'training in fp32' in auto.output
+    assert 'precision' not in printed_options(auto.output)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks a machine without CUDA')
 def test_upstreams_gpus_8_without_gpus_is_one_line_unless_cpu_is_asked_for(rect_data, tmp_path):
     outdir = tmp_path / 'runs'

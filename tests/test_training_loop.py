@@ -19,7 +19,7 @@ import torch
 
 import dnnlib
 import legacy
-from torch_utils import training_stats
+from torch_utils import precision, training_stats
 from training import launch
 from training import loss as loss_module
 from training import training_loop as tl
@@ -627,3 +627,19 @@ def test_two_processes_keep_identical_weights(tmp_path):
     # Only rank 0 logs: one status line per tick, not two.
     tick_lines = [line for line in (run_dir / 'log.txt').read_text().splitlines() if line.startswith('tick ')]
     assert len(tick_lines) == len(stats) == 2
+
+
+def test_a_bf16_run_computes_the_synthesis_in_bf16_with_finite_losses(tmp_path):
+    # train.py --precision bf16 records 'precision' in the options; the launcher enters the scope.
+    seen = []
+
+    def loop(**kwargs):
+        seen.append(precision.compute_dtype())
+        return tl.training_loop(**kwargs)
+    c = dict(run_kwargs(tmp_path, total_kimg=0.008, kimg_per_tick=1, image_snapshot_ticks=None), precision='bf16')
+    launch.train_in_this_process(c, rank=0, world_size=1, device_type='cpu', local_rank=0, local_world_size=1,
+                                 loop_fn=loop)
+    assert seen == [torch.bfloat16] and precision.compute_dtype() == torch.float32
+    stats = read_stats(tmp_path)[-1]
+    for name in ('Loss/G/loss', 'Loss/D/loss', 'Loss/r1_penalty', 'Loss/pl_penalty'):
+        assert name in stats and np.isfinite(stats[name]['mean']), name

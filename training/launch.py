@@ -29,7 +29,9 @@ from dnnlib.atomic import atomic_write
 from stylegan_human.processes import TORCHRUN_VARS, DistributedEnv, LaunchError, torchrun_environment  # noqa: F401
 
 OPTIONS_FILE = 'training_options.json'
-RECORD_ONLY_KEYS = ('flavour',)  # In training_options.json for the reader; not training_loop arguments.
+# In training_options.json for the reader; not training_loop arguments. ('precision' is the
+# number-format scope that train_in_this_process enters around the loop, in every process.)
+RECORD_ONLY_KEYS = ('flavour', 'precision')
 _RUN_ID = re.compile(r'^\d+')
 
 
@@ -169,7 +171,7 @@ def train_in_this_process(c, rank, world_size, device_type, local_rank, local_wo
     ``loop_fn`` defaults to ``training.training_loop.training_loop``.
     """
     import torch
-    from torch_utils import training_stats
+    from torch_utils import precision, training_stats
 
     if loop_fn is None:
         from training import training_loop
@@ -183,7 +185,8 @@ def train_in_this_process(c, rank, world_size, device_type, local_rank, local_wo
         training_stats.init_multiprocessing(rank=rank, sync_device=device)
     kwargs = training_loop_kwargs(dict(c, device=str(device)), loop_fn, log=print if rank == 0 else None)
     kwargs.update(rank=rank, num_gpus=world_size)
-    return loop_fn(**kwargs)
+    with precision.use_precision(torch.bfloat16 if c.get('precision') == 'bf16' else torch.float32):
+        return loop_fn(**kwargs)
 
 
 def _spawned_process(rank, c, world_size, device_type, init_method, loop_fn):

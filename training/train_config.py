@@ -58,7 +58,7 @@ SG2ADA_ONLY_FLAGS = {'subset': '--subset', 'nhwc': '--nhwc', 'allow_tf32': '--al
 FLAG_NAMES = ('outdir', 'data', 'gpus', 'snap', 'metrics', 'seed', 'dry_run', 'cond', 'subset', 'mirror',
               'square', 'cfg', 'gamma', 'kimg', 'batch', 'aug', 'p', 'target', 'augpipe', 'resume',
               'freezed', 'fp32', 'nhwc', 'allow_tf32', 'nobench', 'workers', 'batch_gpu', 'cbase', 'cmax',
-              'glr', 'dlr', 'map_depth', 'mbstd_group', 'desc', 'tick', 'device', 'flavour', 'grid')
+              'glr', 'dlr', 'map_depth', 'mbstd_group', 'desc', 'tick', 'device', 'flavour', 'grid', 'precision')
 
 # Preview grids (reals.png, fakes*.png), (columns, rows). Upstream's fills about 7680x4320
 # pixels, up to 32x32 images: on a GPU a moment, on a CPU minutes before the first tick.
