@@ -141,12 +141,11 @@ def subprocess_fn(rank, args, temp_dir):
                 print(f'Calculating {metric}...')
             progress = metric_utils.ProgressMonitor(verbose=args.verbose)
             # Entered here, in every rank: a spawned process does not inherit the parent's scope.
+            # A bf16 result says so ("precision": "bf16").
             with number_format.use_precision(args.precision):
                 result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
                                                       num_gpus=args.num_gpus, rank=rank, device=device,
                                                       progress=progress, detectors=args.detectors)
-            if args.precision != torch.float32:   # a bf16 figure must not pass for an fp32 one
-                result_dict.precision = 'bf16'
             if rank == 0:
                 metric_main.report_metric(result_dict, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
     except USER_ERRORS as err:

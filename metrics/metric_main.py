@@ -17,6 +17,7 @@ import time
 import torch
 
 import dnnlib
+from torch_utils import precision as number_format
 
 from . import frechet_inception_distance
 from metrics import inception_score
@@ -71,13 +72,16 @@ def calc_metric(metric, **kwargs):  # See metric_utils.MetricOptions for the arg
             value = float(value.cpu())
         results[key] = value
 
-    return dnnlib.EasyDict(
+    result_dict = dnnlib.EasyDict(
         results=dnnlib.EasyDict(results),
         metric=metric,
         total_time=total_time,
         total_time_str=metric_utils.format_time(total_time),
         num_gpus=opts.num_gpus,
     )
+    if number_format.compute_dtype() == torch.bfloat16:   # a bf16 figure must not pass for an fp32 one
+        result_dict.precision = 'bf16'
+    return result_dict
 
 
 def report_metric(result_dict, run_dir=None, snapshot_pkl=None):
