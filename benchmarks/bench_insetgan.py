@@ -33,8 +33,7 @@ import machine  # noqa: E402
 from aligner.face import FaceBox  # noqa: E402
 from inset.optimize import InsetConfig, joint_optimize  # noqa: E402
 from stylegan_human.features.lpips import LPIPS  # noqa: E402
-from torch_utils import allocator, precision  # noqa: E402
-from torch_utils.ops import ops_mode  # noqa: E402
+from torch_utils import allocator  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
 
 DEFAULT_SCHEDULE = dict(face=InsetConfig().face_steps + InsetConfig().joint_steps // 2,
@@ -85,27 +84,17 @@ def main(small, steps, rounds, with_bf16):
     print(machine.describe())
     print(f'body {res}x{res // 2}, face {res}x{res}, {torch.get_num_threads()} threads, '
           f'median of {steps} steps per stage; {rounds} rounds, each configuration once per round')
-    runs = [('fp32', 'ref'), ('fp32', 'fast')]
-    if machine.bf16_native() if with_bf16 is None else with_bf16:
-        runs.append(('bf16', 'fast'))
-    per_round = {run_: [] for run_ in runs}
-    limits = {}
-    for _ in range(rounds):
-        for number_format, ops in runs:
-            dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
-            with machine.roofline(with_bf16=number_format == 'bf16') as limit, \
-                    precision.use_precision(dtype), ops_mode.use_ops(ops):
-                per_round[number_format, ops].append(seconds_per_step(run, steps))
-            limits[number_format, ops] = limit
+    runs, per_round, limits = machine.configurations_in_turns(lambda: seconds_per_step(run, steps), rounds,
+                                                              with_bf16)
     for number_format, ops in runs:
-        rounds_ = per_round[number_format, ops]
-        face, body = (float(np.median([r[stage] for r in rounds_])) for stage in ('face', 'body'))
+        times = per_round[number_format, ops]
+        face, body = (float(np.median([r[stage] for r in times])) for stage in ('face', 'body'))
         minutes = (DEFAULT_SCHEDULE['face'] * face + DEFAULT_SCHEDULE['body'] * body) / 60
         note = ''
         if (number_format, ops) != ('fp32', 'ref'):
             # fp32 fast against the reference; bf16 against fp32 fast
             baseline = ('fp32', 'ref') if number_format == 'fp32' else ('fp32', 'fast')
-            ratios = [machine.paired_speedup([b[stage] for b in per_round[baseline]], [r[stage] for r in rounds_])
+            ratios = [machine.paired_speedup([b[stage] for b in per_round[baseline]], [r[stage] for r in times])
                       for stage in ('face', 'body')]
             note = f' ({ratios[0]:.2f}x / {ratios[1]:.2f}x {baseline[0]} {baseline[1]})'
         print(f'{number_format} {ops:4} ops: face step {face:.2f} s, body step {body:.2f} s{note}; '

@@ -108,22 +108,12 @@ def main(resolution, steps, rounds, threads, with_bf16, quality_steps):
     size = f'{G.img_resolution}x{G.img_resolution // 2}'
     print(machine.describe())
     print(f'StyleGAN2 {size}, {torch.get_num_threads()} threads, median of {steps} steps per phase and round')
-    runs = [('fp32', 'ref'), ('fp32', 'fast')]    # the reference first: the fast rows give their speed-up
-    if machine.bf16_native() if with_bf16 is None else with_bf16:
-        runs.append(('bf16', 'fast'))
     print(f'{rounds} rounds, each configuration once per round; speed-ups: median over the rounds of the '
           'ratio within a round (this machine drifts too much for ratios of separate runs)')
     times = {}
     for phase, fn in phases:
-        per_round = {run: [] for run in runs}
-        limits = {}
-        for _ in range(rounds):
-            for number_format, ops in runs:
-                dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
-                with machine.roofline(with_bf16=number_format == 'bf16') as limit, \
-                        precision.use_precision(dtype), ops_mode.use_ops(ops):
-                    per_round[number_format, ops].append(seconds_per_step(fn, steps))
-                limits[number_format, ops] = limit
+        runs, per_round, limits = machine.configurations_in_turns(lambda: seconds_per_step(fn, steps), rounds,
+                                                                  with_bf16)
         for number_format, ops in runs:
             seconds = float(np.median(per_round[number_format, ops]))
             times[(phase, number_format, ops)] = seconds

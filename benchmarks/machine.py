@@ -81,6 +81,29 @@ def _cpu_seconds():
     return total, own.user + own.system + own.children_user + own.children_system
 
 
+def configurations_in_turns(measure, rounds: int, with_bf16: bool = None):
+    """``measure()`` under each configuration, the configurations taking turns ``rounds`` times.
+
+    Configurations are (number format, ops): ('fp32', 'ref'), ('fp32', 'fast') and, where the
+    CPU has native bf16 (or ``with_bf16`` says so), ('bf16', 'fast'). Returns (configurations,
+    {configuration: [result per round]}, {configuration: its last round's :class:`Roofline`}).
+    """
+    from torch_utils import precision
+    from torch_utils.ops import ops_mode
+    runs = [('fp32', 'ref'), ('fp32', 'fast')]    # the reference first: the others give speed-ups against it
+    if bf16_native() if with_bf16 is None else with_bf16:
+        runs.append(('bf16', 'fast'))
+    per_round, limits = {run: [] for run in runs}, {}
+    for _ in range(rounds):
+        for number_format, ops in runs:
+            dtype = torch.bfloat16 if number_format == 'bf16' else torch.float32
+            with roofline(with_bf16=number_format == 'bf16') as limit, \
+                    precision.use_precision(dtype), ops_mode.use_ops(ops):
+                per_round[number_format, ops].append(measure())
+            limits[number_format, ops] = limit
+    return runs, per_round, limits
+
+
 def paired_speedup(baseline, contender) -> float:
     """Median over rounds of baseline / contender time, each pair timed in the same round (this
     machine's speed drifts by tens of percent within minutes; both sides of a pair meet the same)."""
