@@ -25,12 +25,13 @@ runs the reference.
 """
 
 import weakref
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 
 from .. import layout
-from . import ops_mode, transposed_conv, upfirdn2d
+from . import cpu_kernels, ops_mode, transposed_conv, upfirdn2d
 from .upfirdn2d import _get_filter_size
 
 _FOLDABLE_ACTIVATIONS = ('lrelu', 'linear')  # act(x) * g == act(g * x) for g > 0
@@ -69,29 +70,71 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
     if demodulate:
         out_scale = out_scale * demodulation(weight, styles)[0]
 
+    if up > 1:
+        crop, filter_padding = _upsampling_plan(weight.shape[-1], up, padding, resample_filter)
+    else:
+        crop = filter_padding = None
     conv_bias = None
+    scale = None   # per output channel, applied by the epilogue
     if _modulating_activations_is_cheaper(x, weight, up):
         # Small feature maps, many channels: scale the activations and the output instead
         # of writing a whole modulated kernel (the plain kernel is prepared once).
         x = x * styles.reshape(1, -1, 1, 1).to(x.dtype)
-        y = _conv(x, weight, None, up, padding, resample_filter, flip_weight)
-        y.mul_(out_scale.reshape(1, -1, 1, 1).to(y.dtype))
+        y = _conv(x, weight, None, up, padding, flip_weight, crop)
+        scale = out_scale
     else:
         kernel_scale = out_scale.reshape(-1, 1) * styles.reshape(1, -1)    # [O, I], folded into the kernel
         if up == 1:   # the convolution adds the bias as it writes: one pass less over the output
             conv_bias = (bias * gain).to(x.dtype)
-        y = _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight, conv_bias)
+        y = _conv(x, weight, kernel_scale, up, padding, flip_weight, crop, conv_bias)
 
-    _add_noise_and_bias(y, noise, None if conv_bias is not None else bias, float(gain))
-    if activation == 'lrelu':
-        F.leaky_relu_(y, float(alpha))
-    if clamp is not None:
-        _clamp_(y, float(clamp))
+    epilogue = _Epilogue(scale, noise, float(gain), None if conv_bias is not None else bias * gain,
+                         float(alpha) if activation == 'lrelu' else None, None if clamp is None else float(clamp))
+    if up == 1:
+        return _finish_(y, epilogue)
+    return _filter_and_finish(y, resample_filter, filter_padding, up, epilogue)
+
+
+class _Epilogue(NamedTuple):
+    """What follows the convolution: ``clamp(act(y * scale + noise * noise_gain + bias))``."""
+    scale: Optional[torch.Tensor]       # [O] or None
+    noise: Optional[torch.Tensor]       # broadcastable to the map, or None
+    noise_gain: float
+    bias: Optional[torch.Tensor]        # [O] (gain included) or None
+    alpha: Optional[float]              # leaky ReLU slope; None: linear
+    clamp: Optional[float]
+
+
+def _finish_(y, epilogue):
+    """Applies ``epilogue`` to ``y`` in place: one pass of the fused kernel where it is
+    available, else PyTorch's ops one after another."""
+    if cpu_kernels.epilogue_(y, *epilogue):
+        return y
+    if epilogue.scale is not None:
+        y.mul_(epilogue.scale.reshape(1, -1, 1, 1).to(y.dtype))
+    _add_noise_and_bias(y, epilogue.noise, epilogue.bias, epilogue.noise_gain, bias_has_gain=True)
+    if epilogue.alpha is not None:
+        F.leaky_relu_(y, epilogue.alpha)
+    if epilogue.clamp is not None:
+        _clamp_(y, epilogue.clamp)
     return y
 
 
-def _add_noise_and_bias(y, noise, bias, gain):
-    """``y += gain * (noise + bias)`` in place (either may be None) on one channels-last image.
+def _filter_and_finish(y, resample_filter, filter_padding, up, epilogue):
+    """The upsampling layer's filter (gain ``up**2``), then ``epilogue``: both in one pass
+    where the fused kernel takes the filter, else ``upfirdn2d`` and ``_finish_``."""
+    taps = cpu_kernels.separable_taps(resample_filter, gain=up ** 2)
+    if taps is not None:
+        out = cpu_kernels.fir_epilogue(y, *taps, filter_padding, *epilogue)
+        if out is not None:
+            return out
+    y = upfirdn2d.upfirdn2d(y, resample_filter, padding=filter_padding, gain=up ** 2)
+    return _finish_(y.contiguous(memory_format=torch.channels_last), epilogue)
+
+
+def _add_noise_and_bias(y, noise, bias, gain, bias_has_gain=False):
+    """``y += gain * (noise + bias)`` in place (either may be None) on one channels-last image;
+    ``y += gain * noise + bias`` when ``bias_has_gain``.
 
     In bfloat16 the CPU's element-wise kernels are slow where an operand repeats along the
     innermost (channel) dimension, as noise does, and each is a pass of its own. Both terms
@@ -109,13 +152,13 @@ def _add_noise_and_bias(y, noise, bias, gain):
             rows.append(torch.full([channels], gain))
         if bias is not None:
             columns.append(torch.ones(pixels.shape[0]))
-            rows.append(bias.float() * gain)
+            rows.append(bias.float() * (1.0 if bias_has_gain else gain))
         pixels.addmm_(torch.stack(columns, 1).to(y.dtype), torch.stack(rows).to(y.dtype))
         return
     if noise is not None:
         y.add_(noise.to(y.dtype), alpha=gain)
     if bias is not None:
-        y.add_(bias.reshape(1, -1, 1, 1).to(y.dtype), alpha=gain)
+        y.add_(bias.reshape(1, -1, 1, 1).to(y.dtype), alpha=1.0 if bias_has_gain else gain)
 
 
 def _clamp_(y, clamp):
@@ -161,9 +204,10 @@ def _prepared(weight, kind, dtype=None, flip=False):
     return entry[2][key]
 
 
-def _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight, bias=None):
+def _conv(x, weight, kernel_scale, up, padding, flip_weight, crop=None, bias=None):
     """The convolution of the layer, with the kernel scaled by ``kernel_scale`` [O, I] (None: unscaled),
-    plus ``bias`` (without upsampling only)."""
+    plus ``bias`` (without upsampling only). With ``up`` > 1, the transposed convolution before
+    the resampling filter, cropped by ``crop`` (see ``_upsampling_plan``)."""
     k = weight.shape[-1]
     if up == 1:
         assert padding == k // 2
@@ -172,14 +216,14 @@ def _conv(x, weight, kernel_scale, up, padding, resample_filter, flip_weight, bi
         else:
             kernel = _kernel(weight if flip_weight else weight.flip([2, 3]), kernel_scale, x.dtype)
         return F.conv2d(x, kernel, bias, padding=padding)
-    assert bias is None and _get_filter_size(resample_filter) != (1, 1)
+    assert bias is None
     # The transposed convolution wants [I, O, k, k] and applies it as a true convolution.
     if kernel_scale is None:
         kernel = _prepared(weight, 'conv_transposed', x.dtype, flip=flip_weight)
     else:
         kernel = _kernel(weight.transpose(0, 1) if not flip_weight else weight.transpose(0, 1).flip([2, 3]),
                          kernel_scale.t(), x.dtype)
-    return _upsample_conv(x, kernel, up, padding, resample_filter)
+    return _transposed_conv(x, kernel, up, crop)
 
 
 def _kernel(weight, scale, dtype):
@@ -194,17 +238,26 @@ def _upsample_conv(x, kernel, up, padding, resample_filter):
     Same steps and padding arithmetic as conv2d_resample; ``kernel`` is already in
     the [in, out, k, k] channels-last layout the CPU transposed convolution is fastest with.
     """
-    k = kernel.shape[-1]
+    crop, filter_padding = _upsampling_plan(kernel.shape[-1], up, padding, resample_filter)
+    y = _transposed_conv(x, kernel, up, crop)
+    y = upfirdn2d.upfirdn2d(y, resample_filter, padding=filter_padding, gain=up ** 2)
+    return y.contiguous(memory_format=torch.channels_last)
+
+
+def _upsampling_plan(k, up, padding, resample_filter):
+    """conv2d_resample's padding arithmetic: how much the transposed convolution crops itself
+    ([y, x]), and how the resampling filter then pads what it returns ([x0, x1, y0, y1])."""
     fw, fh = _get_filter_size(resample_filter)
+    assert (fw, fh) != (1, 1)
     pad_x0 = padding + (fw + up - 1) // 2 - (k - 1)
     pad_x1 = padding + (fw - up) // 2 - (k - up)
     pad_y0 = padding + (fh + up - 1) // 2 - (k - 1)
     pad_y1 = padding + (fh - up) // 2 - (k - up)
     crop_x, crop_y = max(min(-pad_x0, -pad_x1), 0), max(min(-pad_y0, -pad_y1), 0)
-    if crop_x == crop_y == 0:
-        y = transposed_conv.conv_transpose2d(x, kernel, up)
-    else:
-        y = F.conv_transpose2d(x, kernel, stride=up, padding=[crop_y, crop_x])
-    y = upfirdn2d.upfirdn2d(y, resample_filter, padding=[pad_x0 + crop_x, pad_x1 + crop_x, pad_y0 + crop_y,
-                                                          pad_y1 + crop_y], gain=up ** 2)
-    return y.contiguous(memory_format=torch.channels_last)
+    return [crop_y, crop_x], [pad_x0 + crop_x, pad_x1 + crop_x, pad_y0 + crop_y, pad_y1 + crop_y]
+
+
+def _transposed_conv(x, kernel, up, crop):
+    if crop == [0, 0]:
+        return transposed_conv.conv_transpose2d(x, kernel, up)
+    return F.conv_transpose2d(x, kernel, stride=up, padding=crop)

@@ -1,0 +1,193 @@
+"""The fused CPU kernels (torch_utils/ops/cpu_kernels.c) against PyTorch's ops, their build and their absence."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torch_utils.ops import cpu_kernels, modulated_conv_fast, upfirdn2d
+
+needs_kernels = pytest.mark.skipif(not cpu_kernels.available(), reason='no C compiler here to build the kernels')
+
+
+def _map(channels, height, width, dtype=torch.float32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn([1, channels, height, width], generator=generator) * 3
+    return x.to(dtype).contiguous(memory_format=torch.channels_last)
+
+
+def _epilogue_by_torch(y, scale, noise, noise_gain, bias, alpha, clamp):
+    """The same function in float64, one op after another."""
+    v = y.double()
+    if scale is not None:
+        v = v * scale.double().reshape(1, -1, 1, 1)
+    if noise is not None:
+        v = v + noise.double().reshape(1, 1, *y.shape[2:]) * noise_gain
+    if bias is not None:
+        v = v + bias.double().reshape(1, -1, 1, 1)
+    if alpha is not None:
+        v = F.leaky_relu(v, alpha)
+    if clamp is not None:
+        v = v.clamp(-clamp, clamp)
+    return v
+
+
+@needs_kernels
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('scale, noise, bias, alpha, clamp', [
+    (False, True, True, 0.2, 4.0),
+    (True, True, True, 0.2, None),
+    (True, False, False, None, 1.5),
+    (False, False, False, None, None),
+])
+def test_epilogue_matches_torch(dtype, scale, noise, bias, alpha, clamp):
+    y = _map(17, 6, 5, dtype)
+    generator = torch.Generator().manual_seed(1)
+    scale = torch.rand([17], generator=generator) + 0.5 if scale else None
+    noise = torch.randn([6, 5], generator=generator) if noise else None
+    bias = torch.randn([17], generator=generator) if bias else None
+    want = _epilogue_by_torch(y, scale, noise, 1.3, bias, alpha, clamp)
+    got = y.clone(memory_format=torch.channels_last)
+    assert cpu_kernels.epilogue_(got, scale, noise, 1.3, bias, alpha, clamp)
+    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=1e-6)
+    else:   # one rounding, at the end: the float result rounded to nearest even, or one step off it
+        rounded = want.float().to(torch.bfloat16).float()
+        steps = (got.float() - rounded).abs() / (want.float().abs() * 2 ** -7 + 1e-30)
+        assert float(steps.max()) <= 1.0
+
+
+@needs_kernels
+def test_epilogue_keeps_nan_and_infinities_as_torch_does():
+    y = torch.tensor([math.nan, math.inf, -math.inf, -2.0]).reshape(1, 4, 1, 1)
+    for dtype in (torch.float32, torch.bfloat16):
+        got = y.to(dtype).clone(memory_format=torch.channels_last)
+        assert cpu_kernels.epilogue_(got, None, None, 1.0, None, 0.2, 3.0)
+        want = F.leaky_relu(y, 0.2).clamp(-3, 3)
+        assert math.isnan(float(got.flatten()[0]))
+        torch.testing.assert_close(got.flatten()[1:], want.to(dtype).flatten()[1:])
+
+
+@needs_kernels
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('channels, height, width, padding', [
+    (32, 9, 7, [1, 1, 1, 1]),        # StyleGAN2's upsampling layer: (2H + 1) -> 2H
+    (3, 5, 12, [2, 1, 0, 3]),        # asymmetric
+    (16, 8, 8, [-1, 2, 1, -2]),      # cropping
+    (5, 1, 1, [3, 3, 3, 3]),         # all padding
+])
+def test_fir_epilogue_matches_upfirdn2d(dtype, channels, height, width, padding):
+    x = _map(channels, height, width, dtype, seed=2)
+    f = torch.outer(torch.tensor([1.0, 3.0, 2.0, 0.5]), torch.tensor([0.25, 1.0, 3.0, 1.0]))
+    taps = cpu_kernels.separable_taps(f, gain=4.0)
+    generator = torch.Generator().manual_seed(3)
+    filtered = upfirdn2d._upfirdn2d_ref(x.float(), f, padding=padding, gain=4.0).double()
+    scale = torch.rand([channels], generator=generator) + 0.5
+    noise = torch.randn(filtered.shape[2:], generator=generator)
+    bias = torch.randn([channels], generator=generator)
+    want = _epilogue_by_torch(filtered, scale, noise, 0.7, bias, 0.2, 6.0)
+    got = cpu_kernels.fir_epilogue(x, *taps, padding, scale, noise, 0.7, bias, 0.2, 6.0)
+    assert got.shape == want.shape and got.dtype == dtype
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    tolerance = 1e-5 if dtype == torch.float32 else 2 ** -8
+    torch.testing.assert_close(got.double(), want, atol=tolerance * 6, rtol=tolerance)
+
+
+def test_separable_taps_factor_a_filter_or_say_none():
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    rows, columns = cpu_kernels.separable_taps(f, gain=4.0)
+    torch.testing.assert_close(torch.outer(rows, columns), (f * 4).flip([0, 1]))
+    assert cpu_kernels.separable_taps(torch.tensor([[1.0, 0.0], [0.0, 1.0]])) is None    # rank two
+    assert cpu_kernels.separable_taps(torch.ones([2, 3])) is None                        # not square
+    assert cpu_kernels.separable_taps(torch.zeros([4, 4])) is None
+
+
+@needs_kernels
+def test_kernels_stand_aside_where_they_do_not_apply():
+    assert not cpu_kernels.epilogue_(_map(4, 3, 3).contiguous(), None, None, 1.0, None, 0.2, None)   # not channels-last
+    assert not cpu_kernels.epilogue_(_map(4, 3, 3).double(), None, None, 1.0, None, 0.2, None)
+    assert not cpu_kernels.epilogue_(torch.zeros([2, 4, 3, 3]), None, None, 1.0, None, 0.2, None)     # a batch
+    assert not cpu_kernels.epilogue_(_map(4, 3, 3), None, torch.zeros([2, 2]), 1.0, None, 0.2, None)  # noise size
+    five_taps = torch.ones(5)
+    assert cpu_kernels.fir_epilogue(_map(4, 8, 8), five_taps, five_taps, [2, 2, 2, 2], None, None, 1.0, None, None,
+                                    None) is None
+
+
+def _fresh_state(monkeypatch, tmp_path):
+    monkeypatch.setattr(cpu_kernels, '_library', None)
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path))
+
+
+def test_switched_off_by_the_environment(monkeypatch, tmp_path):
+    _fresh_state(monkeypatch, tmp_path)
+    monkeypatch.setenv('STYLEGAN_HUMAN_CPU_KERNELS', '0')
+    assert not cpu_kernels.available()
+    assert not cpu_kernels.epilogue_(_map(4, 3, 3), None, None, 1.0, None, 0.2, None)
+    assert not (tmp_path / 'cpu_kernels').exists()
+
+
+def test_a_failed_build_is_one_warning_then_the_torch_ops(monkeypatch, tmp_path):
+    _fresh_state(monkeypatch, tmp_path)
+    monkeypatch.setenv('CC', 'false')   # a "compiler" that always fails
+    with pytest.warns(UserWarning, match='fused CPU kernels unavailable') as caught:
+        assert not cpu_kernels.available()
+    assert len(caught) == 1 and '\n' not in str(caught[0].message)
+    assert not cpu_kernels.available()   # decided once per process
+    assert [p.name for p in (tmp_path / 'cpu_kernels').iterdir()] == []   # no half-built library left
+
+
+def test_no_compiler_means_the_torch_ops_silently(monkeypatch, tmp_path, recwarn):
+    _fresh_state(monkeypatch, tmp_path)
+    monkeypatch.setenv('CC', str(tmp_path / 'no-such-compiler'))
+    assert not cpu_kernels.available()
+    assert len(recwarn) == 0
+
+
+@needs_kernels
+def test_built_once_then_read_from_the_cache(monkeypatch, tmp_path):
+    _fresh_state(monkeypatch, tmp_path)
+    assert cpu_kernels.available()
+    built = list((tmp_path / 'cpu_kernels').iterdir())
+    assert len(built) == 1 and built[0].suffix == '.so'
+    first = built[0].stat()
+    monkeypatch.setattr(cpu_kernels, '_library', None)   # as a new process would start
+    assert cpu_kernels.available()
+    assert list((tmp_path / 'cpu_kernels').iterdir()) == built
+    again = built[0].stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+
+
+@needs_kernels
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('up, channels', [(1, 8), (2, 8), (1, 512), (2, 512)])
+def test_layer_is_the_same_with_and_without_the_kernels(monkeypatch, dtype, up, channels):
+    """Both epilogue paths of the fused layer: a small map (scaled activations) and a large one
+    (modulated kernel), with and without upsampling, against the PyTorch ops one by one."""
+    generator = torch.Generator().manual_seed(4)
+    size = 4 if channels == 512 else 16
+    x = torch.randn([1, channels, size, size // 2], generator=generator).to(dtype)
+    weight = torch.randn([channels, channels, 3, 3], generator=generator)
+    styles = torch.randn([1, channels], generator=generator)
+    bias = torch.randn([channels], generator=generator)
+    noise = torch.randn([size * up, size * up // 2], generator=generator)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+
+    def layer():
+        return modulated_conv_fast.modulated_conv_bias_act(x, weight, styles, bias, noise=noise, up=up, padding=1,
+                                                           resample_filter=f, flip_weight=(up == 1), gain=1.4,
+                                                           clamp=0.5)
+    with torch.no_grad():
+        fused = layer()
+        monkeypatch.setattr(cpu_kernels, '_library', False)
+        plain = layer()
+        x = x.float()
+        exact = layer()
+    assert fused.shape == plain.shape and fused.dtype == plain.dtype == dtype
+    fused_error = float((fused.float() - exact).abs().max())
+    if dtype == torch.float32:
+        assert fused_error <= 1e-5 * float(exact.abs().max())
+    else:   # the kernel rounds once where the PyTorch ops round after every step
+        plain_error = float((plain.float() - exact).abs().max())
+        assert fused_error <= plain_error

@@ -1,0 +1,243 @@
+"""Fused CPU kernels for StyleGAN2's inference path (``cpu_kernels.c``), built at first use.
+
+On the largest maps the fast path's remaining cost is passes over memory: scale, noise,
+bias, activation and clamp each read and write the whole map, and the upsampling layers'
+filter once more. ``epilogue_`` does the first five in one pass and ``fir_epilogue`` the
+filter and them in one, so the map is read and written once.
+
+The C source is compiled once per machine with the system's C compiler (``$CC``, else
+``cc``) for this CPU (``-march=native``, OpenMP where the compiler has it), and the library
+is kept in the cache (``~/.cache/dnnlib/cpu_kernels``, or ``$DNNLIB_CACHE_DIR``), named by
+a hash of the source, the compiler and the CPU. Where no compiler works, or where
+``STYLEGAN_HUMAN_CPU_KERNELS=0``, the kernels are unavailable (a failed build says so in one
+warning) and callers keep their PyTorch ops: every function here returns None / False
+when it does not apply, and the caller computes the same thing itself.
+"""
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+from dnnlib import downloads
+
+_ENV = 'STYLEGAN_HUMAN_CPU_KERNELS'
+_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cpu_kernels.c')
+_FORMATS = {torch.float32: 'f32', torch.bfloat16: 'bf16'}
+TAPS = 4   # the filter length the C kernel is written for (StyleGAN2's [1, 3, 3, 1])
+_lock = threading.Lock()
+_library = None   # the loaded library; False once it could not be had
+
+
+def available() -> bool:
+    """True when the kernels are built (or can be now) and loaded in this process."""
+    return _load() is not None
+
+
+def _load():
+    global _library
+    if _library is None:
+        with _lock:
+            if _library is None:
+                _library = _build_and_open() or False
+    return _library or None
+
+
+def _build_and_open():
+    if os.environ.get(_ENV, '1').strip() == '0':
+        return None
+    compiler = shutil.which(os.environ.get('CC', 'cc'))
+    if compiler is None:
+        return None   # no compiler on this machine: the PyTorch ops, silently
+    try:
+        with open(_SOURCE, 'rb') as f:
+            source = f.read()
+        path = _cached_library(compiler, source)
+        library = ctypes.CDLL(path)
+        _declare(library)
+        _self_test(library)
+        return library
+    except Exception as error:   # any failure leaves the PyTorch ops in place
+        warnings.warn(f'fused CPU kernels unavailable, using the PyTorch ops: {_one_line(error)}')
+        return None
+
+
+def _cached_library(compiler, source):
+    """The compiled library's path, building it first if this machine has none yet."""
+    key = hashlib.sha256(source + _compiler_identity(compiler) + _cpu_identity()).hexdigest()[:16]
+    folder = downloads.make_cache_dir_path('cpu_kernels')
+    path = os.path.join(folder, f'cpu_kernels-{key}.so')
+    if os.path.isfile(path):
+        return path
+    os.makedirs(folder, exist_ok=True)
+    flag_sets = (['-march=native', '-fopenmp'], ['-march=native'], [])   # best first
+    errors = []
+    for flags in flag_sets:
+        handle, scratch = tempfile.mkstemp(suffix='.so', dir=folder)
+        os.close(handle)
+        command = [compiler, '-O3', '-fPIC', '-shared', *flags, _SOURCE, '-o', scratch, '-lm']
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if result.returncode == 0:
+            os.replace(scratch, path)   # whole or not at all, even with another process building too
+            return path
+        os.remove(scratch)
+        errors.append(result.stderr.strip().splitlines()[-1:] or [f'exit status {result.returncode}'])
+    raise RuntimeError(f'{os.path.basename(compiler)} could not build {os.path.basename(_SOURCE)}: {errors[-1][0]}')
+
+
+def _compiler_identity(compiler):
+    result = subprocess.run([compiler, '--version'], capture_output=True, timeout=60)
+    return compiler.encode() + result.stdout
+
+
+def _cpu_identity():
+    """What -march=native compiles for: the CPU's feature flags where Linux lists them."""
+    identity = platform.machine() + platform.processor()
+    try:
+        with open('/proc/cpuinfo') as f:
+            identity += next((line for line in f if line.startswith(('flags', 'Features'))), '')
+    except OSError:
+        pass
+    return identity.encode()
+
+
+def _declare(library):
+    i64, f32, i32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int, ctypes.c_void_p
+    epilogue = [ptr, i64, i64, ptr, ptr, f32, ptr, f32, i32, f32, f32, i32]
+    fir = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, i32, i32, ptr, ptr, f32, ptr, f32, i32, f32, f32, i32]
+    for suffix in _FORMATS.values():
+        getattr(library, f'sgh_epilogue_{suffix}').argtypes = epilogue
+        getattr(library, f'sgh_epilogue_{suffix}').restype = None
+        getattr(library, f'sgh_fir_epilogue_{suffix}').argtypes = fir
+        getattr(library, f'sgh_fir_epilogue_{suffix}').restype = i32
+
+
+def _self_test(library):
+    """One small call each against PyTorch, so a miscompiled library is never used."""
+    x = torch.linspace(-3, 3, 2 * 5 * 4).reshape(1, 4, 5, 2).permute(0, 3, 1, 2)   # channels-last [1, 2, 4, 5]
+    y = x.clone(memory_format=torch.channels_last)
+    ones, zeros = torch.ones(2), torch.zeros(2)
+    _call_epilogue(library, y, ones, None, 0.0, zeros, 0.2, True, 1.0)
+    want = torch.nn.functional.leaky_relu(x, 0.2).clamp(-1, 1)
+    taps = torch.tensor([0.5, 1.0, -1.0, 2.0])
+    out = _call_fir(library, x, taps, taps.flip(0), [2, 1, 0, 3], ones, None, 0.0, zeros, None, None)
+    kernel = torch.outer(taps, taps.flip(0))[None, None].repeat(2, 1, 1, 1)
+    want_fir = torch.nn.functional.conv2d(torch.nn.functional.pad(x, [2, 1, 0, 3]), kernel, groups=2)
+    if not (torch.allclose(y, want, atol=1e-6) and torch.allclose(out, want_fir, atol=1e-5)):
+        raise RuntimeError('the compiled kernels disagree with PyTorch on a small test')
+
+
+def _one_line(error):
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls on tensors
+
+
+def _fits(y):
+    """One channels-last CPU image in float32 or bfloat16, outside autograd."""
+    return (y.device.type == 'cpu' and y.dtype in _FORMATS and y.ndim == 4 and y.shape[0] == 1
+            and y.is_contiguous(memory_format=torch.channels_last) and not y.requires_grad)
+
+
+def _vector(values, length, default=None):
+    """``values`` as ``length`` contiguous float32 numbers (None: ``default`` repeated, or None if
+    no default); False if it has another length."""
+    if values is None:
+        return None if default is None else torch.full([length], float(default))
+    values = values.detach().reshape(-1).to(torch.float32).contiguous()
+    return values if values.numel() == length else False
+
+
+def _pointer(values):
+    return None if values is None else values.data_ptr()
+
+
+def epilogue_(y: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[torch.Tensor], noise_gain: float,
+              bias: Optional[torch.Tensor], alpha: Optional[float], clamp: Optional[float]) -> bool:
+    """In place: ``y = clamp(lrelu(y * scale + noise * noise_gain + bias))``; True if it ran.
+
+    ``scale`` and ``bias`` are per channel, ``noise`` per pixel (each may be None);
+    ``alpha`` None means no activation, ``clamp`` None no clamp. False (nothing done) when
+    the kernels are unavailable or ``y`` is not one channels-last float32/bfloat16 CPU image.
+    """
+    library = _load()
+    if library is None or not _fits(y):
+        return False
+    channels, pixels = y.shape[1], y.shape[2] * y.shape[3]
+    scale, bias, noise = _vector(scale, channels, 1.0), _vector(bias, channels, 0.0), _vector(noise, pixels)
+    if scale is False or bias is False or noise is False:
+        return False
+    _call_epilogue(library, y, scale, noise, noise_gain, bias, alpha, alpha is not None, clamp)
+    return True
+
+
+def _call_epilogue(library, y, scale, noise, noise_gain, bias, alpha, leaky, clamp):
+    limit = float('inf') if clamp is None else float(clamp)
+    function = getattr(library, f'sgh_epilogue_{_FORMATS[y.dtype]}')
+    function(y.data_ptr(), y.shape[2] * y.shape[3], y.shape[1], scale.data_ptr(), _pointer(noise), float(noise_gain),
+             bias.data_ptr(), float(alpha or 0.0), int(leaky), -limit, limit, torch.get_num_threads())
+
+
+def fir_epilogue(x: torch.Tensor, taps_y: torch.Tensor, taps_x: torch.Tensor, padding: Sequence[int],
+                 scale: Optional[torch.Tensor], noise: Optional[torch.Tensor], noise_gain: float,
+                 bias: Optional[torch.Tensor], alpha: Optional[float], clamp: Optional[float]) -> Optional[torch.Tensor]:
+    """The epilogue of ``epilogue_`` applied to ``x`` filtered by the separable FIR filter
+    ``outer(taps_y, taps_x)`` (``TAPS`` taps each; a correlation, zero-padded by
+    ``padding`` = [x0, x1, y0, y1]);
+    a new channels-last map, or None where the kernels do not apply (see ``epilogue_``)."""
+    library = _load()
+    if library is None or not _fits(x) or taps_y.numel() != TAPS or taps_x.numel() != TAPS:
+        return None
+    pad_x0, pad_x1, pad_y0, pad_y1 = padding
+    height = x.shape[2] + pad_y0 + pad_y1 - TAPS + 1
+    width = x.shape[3] + pad_x0 + pad_x1 - TAPS + 1
+    channels = x.shape[1]
+    if height < 1 or width < 1:
+        return None
+    scale, bias = _vector(scale, channels, 1.0), _vector(bias, channels, 0.0)
+    noise = _vector(noise, height * width)
+    if scale is False or bias is False or noise is False:
+        return None
+    return _call_fir(library, x, _vector(taps_y, TAPS), _vector(taps_x, TAPS), padding, scale, noise, noise_gain,
+                     bias, alpha, clamp, out_size=(height, width))
+
+
+def _call_fir(library, x, taps_y, taps_x, padding, scale, noise, noise_gain, bias, alpha, clamp,
+              out_size: Optional[Tuple[int, int]] = None):
+    pad_x0, pad_x1, pad_y0, pad_y1 = padding
+    height, width = out_size or (x.shape[2] + pad_y0 + pad_y1 - TAPS + 1, x.shape[3] + pad_x0 + pad_x1 - TAPS + 1)
+    out = torch.empty([1, x.shape[1], height, width], dtype=x.dtype, memory_format=torch.channels_last)
+    limit = float('inf') if clamp is None else float(clamp)
+    function = getattr(library, f'sgh_fir_epilogue_{_FORMATS[x.dtype]}')
+    failed = function(x.data_ptr(), x.shape[2], x.shape[3], x.shape[1], out.data_ptr(), height, width,
+                      taps_y.data_ptr(), taps_x.data_ptr(), pad_y0, pad_x0, scale.data_ptr(), _pointer(noise),
+                      float(noise_gain), bias.data_ptr(), float(alpha or 0.0), int(alpha is not None), -limit, limit,
+                      torch.get_num_threads())
+    if failed:
+        raise MemoryError('out of memory in the fused filter kernel')
+    return out
+
+
+def separable_taps(f: torch.Tensor, gain: float = 1.0) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """Correlation taps (rows, columns) whose outer product is the square convolution filter
+    ``f * gain`` flipped, as ``upfirdn2d`` applies it; None if ``f`` is not square and rank one."""
+    if f.ndim != 2 or f.shape[0] != f.shape[1] or f.dtype != torch.float32:
+        return None
+    total = float(f.sum())
+    if total == 0.0:
+        return None
+    rows, columns = f.sum(dim=1), f.sum(dim=0) / total
+    if not torch.allclose(torch.outer(rows, columns), f, rtol=1e-5, atol=1e-7 * float(f.abs().max())):
+        return None
+    return (rows.flip(0) * gain).contiguous(), columns.flip(0).contiguous()
