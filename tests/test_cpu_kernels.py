@@ -61,13 +61,13 @@ def test_epilogue_matches_torch(dtype, scale, noise, bias, alpha, clamp):
 
 @needs_kernels
 def test_epilogue_keeps_nan_and_infinities_as_torch_does():
-    y = torch.tensor([math.nan, math.inf, -math.inf, -2.0]).reshape(1, 4, 1, 1)
+    y = torch.tensor([math.nan, math.inf, -math.inf, -2.0]).repeat(4).reshape(1, 16, 1, 1)
     for dtype in (torch.float32, torch.bfloat16):
         got = y.to(dtype).clone(memory_format=torch.channels_last)
         assert cpu_kernels.epilogue_(got, None, None, 1.0, None, 0.2, 3.0)
         want = F.leaky_relu(y, 0.2).clamp(-3, 3)
-        assert math.isnan(float(got.flatten()[0]))
-        torch.testing.assert_close(got.flatten()[1:], want.to(dtype).flatten()[1:])
+        assert got.flatten()[0::4].isnan().all()
+        torch.testing.assert_close(got[:, 1:4], want.to(dtype)[:, 1:4])
 
 
 @needs_kernels
@@ -95,6 +95,35 @@ def test_fir_epilogue_matches_upfirdn2d(dtype, channels, height, width, padding)
     torch.testing.assert_close(got.double(), want, atol=tolerance * 6, rtol=tolerance)
 
 
+@needs_kernels
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_fir_epilogue_reads_a_transposed_convolution_from_its_four_phases(dtype):
+    """The phases the upsampling layer computes give the same map Y as the transposed
+    convolution itself, and the kernel filters Y read from them as it filters Y."""
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn([1, 6, 5, 4], generator=generator).to(dtype).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn([7, 6, 3, 3], generator=generator)
+    scale = torch.rand([7, 6], generator=generator) + 0.5
+    kernels = modulated_conv_fast._phase_kernels(weight, scale, False, dtype)
+    phases = [F.conv2d(x, k, padding=pad) for k, pad in zip(kernels, modulated_conv_fast._PHASE_PADDING)]
+    y = F.conv_transpose2d(x.float(), (weight * scale[:, :, None, None]).transpose(0, 1), stride=2)   # [11, 9]
+    for phase, (a, b) in zip(phases, [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        torch.testing.assert_close(phase.float(), y[:, :, a::2, b::2], atol=0.05 if dtype == torch.bfloat16 else 1e-5,
+                                   rtol=0.02 if dtype == torch.bfloat16 else 1e-5)
+    y = torch.zeros([1, 7, 11, 9], dtype=dtype).contiguous(memory_format=torch.channels_last)
+    for phase, (a, b) in zip(phases, [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        y[:, :, a::2, b::2] = phase
+    taps = cpu_kernels.separable_taps(upfirdn2d.setup_filter([1, 3, 3, 1]), gain=4.0)
+    noise = torch.randn([10, 8], generator=generator)
+    bias = torch.randn([7], generator=generator)
+    args = (*taps, [1, 1, 1, 1], None, noise, 1.5, bias, 0.2, 3.0)
+    from_phases = cpu_kernels.fir_epilogue_phases(phases, *args)
+    assert from_phases.shape == (1, 7, 10, 8)
+    assert torch.equal(from_phases, cpu_kernels.fir_epilogue(y, *args))
+    with pytest.raises(ValueError, match='do not fit'):
+        cpu_kernels.fir_epilogue_phases(phases[::-1], *args)
+
+
 def test_separable_taps_factor_a_filter_or_say_none():
     f = upfirdn2d.setup_filter([1, 3, 3, 1])
     rows, columns = cpu_kernels.separable_taps(f, gain=4.0)
@@ -106,10 +135,11 @@ def test_separable_taps_factor_a_filter_or_say_none():
 
 @needs_kernels
 def test_kernels_stand_aside_where_they_do_not_apply():
-    assert not cpu_kernels.epilogue_(_map(4, 3, 3).contiguous(), None, None, 1.0, None, 0.2, None)   # not channels-last
-    assert not cpu_kernels.epilogue_(_map(4, 3, 3).double(), None, None, 1.0, None, 0.2, None)
-    assert not cpu_kernels.epilogue_(torch.zeros([2, 4, 3, 3]), None, None, 1.0, None, 0.2, None)     # a batch
-    assert not cpu_kernels.epilogue_(_map(4, 3, 3), None, torch.zeros([2, 2]), 1.0, None, 0.2, None)  # noise size
+    assert not cpu_kernels.epilogue_(_map(16, 3, 3).contiguous(), None, None, 1.0, None, 0.2, None)  # not channels-last
+    assert not cpu_kernels.epilogue_(_map(16, 3, 3).double(), None, None, 1.0, None, 0.2, None)
+    assert not cpu_kernels.epilogue_(torch.zeros([2, 16, 3, 3]), None, None, 1.0, None, 0.2, None)    # a batch
+    assert not cpu_kernels.epilogue_(_map(16, 3, 3), None, torch.zeros([2, 2]), 1.0, None, 0.2, None)  # noise size
+    assert not cpu_kernels.epilogue_(_map(3, 3, 3), None, None, 1.0, None, 0.2, None)   # ToRGB: too few channels
     five_taps = torch.ones(5)
     assert cpu_kernels.fir_epilogue(_map(4, 8, 8), five_taps, five_taps, [2, 2, 2, 2], None, None, 1.0, None, None,
                                     None) is None
@@ -124,7 +154,7 @@ def test_switched_off_by_the_environment(monkeypatch, tmp_path):
     _fresh_state(monkeypatch, tmp_path)
     monkeypatch.setenv('STYLEGAN_HUMAN_CPU_KERNELS', '0')
     assert not cpu_kernels.available()
-    assert not cpu_kernels.epilogue_(_map(4, 3, 3), None, None, 1.0, None, 0.2, None)
+    assert not cpu_kernels.epilogue_(_map(16, 3, 3), None, None, 1.0, None, 0.2, None)
     assert not (tmp_path / 'cpu_kernels').exists()
 
 
@@ -178,8 +208,13 @@ def test_layer_is_the_same_with_and_without_the_kernels(monkeypatch, dtype, up, 
         return modulated_conv_fast.modulated_conv_bias_act(x, weight, styles, bias, noise=noise, up=up, padding=1,
                                                            resample_filter=f, flip_weight=(up == 1), gain=1.4,
                                                            clamp=0.5)
+    through_phases = []
+    real = cpu_kernels.fir_epilogue_phases
+    monkeypatch.setattr(cpu_kernels, 'fir_epilogue_phases', lambda *a: through_phases.append(1) or real(*a))
     with torch.no_grad():
         fused = layer()
+        # the phase convolutions run where the kernel is modulated: upsampling a large map
+        assert len(through_phases) == (up == 2 and channels == 8)
         monkeypatch.setattr(cpu_kernels, '_library', False)
         plain = layer()
         x = x.float()

@@ -1,24 +1,26 @@
 /* Fused CPU kernels for the StyleGAN2 layers' inference path (see cpu_kernels.py).
 
    Every map is one channels-last image: pixel after pixel, `channels` values each.
-   Two kernels per number format (float32, bfloat16 stored as uint16):
+   Kernels, for float32 (_f32) and bfloat16 stored as uint16 (_bf16):
 
-   epilogue   in place: v = clamp(act(v * scale[channel] + noise[pixel] * noise_gain + bias[channel]),
-                                  lo, hi)
-   fir_epilogue
-              out = epilogue(separable FIR filter of `in`): out[h, w] =
-              sum_i sum_j taps_y[i] * taps_x[j] * in[h + i - pad_y, w + j - pad_x]
-              (a correlation; zero outside `in`)
+   sgh_epilogue     in place: v = clamp(act(v * scale[channel] + noise[pixel] * noise_gain
+                                            + bias[channel]), lo, hi)
+   sgh_fir_epilogue out = epilogue(separable 4-tap FIR filter of a map Y):
+                    out[h, w] = sum_i sum_j taps_y[i] * taps_x[j] * Y[h + i - pad_y, w + j - pad_x]
+                    (a correlation; zero outside Y). Y is either one map `in`, or the
+                    stride-2 transposed convolution's output given as its four phases
+                    (Y[2i + a, 2j + b] = phase_ab[i, j]), so it is never interleaved in memory.
 
    act is leaky ReLU with slope `alpha` when `leaky` is set, else the identity; a clamp
    bound of +-inf clamps nothing; noise may be NULL (no noise). Sums are float32; bfloat16
    results are rounded to nearest even once, at the end. Rows of pixels are split across
    `threads` OpenMP threads (ignored when built without OpenMP). */
 
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define TAPS 4   /* the filters of StyleGAN2's upsampling layers: [1, 3, 3, 1] */
 
 static inline float load_f32(const float *p) { return *p; }
 static inline void store_f32(float *p, float v) { *p = v; }
@@ -44,78 +46,142 @@ static inline float finish(float v, float scale, float noise, float bias, float 
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-#define TAPS 4   /* the filters of StyleGAN2's upsampling layers: [1, 3, 3, 1] */
+/* The epilogue's arguments, passed along unchanged. */
+typedef struct {
+    const float *scale, *noise, *bias;
+    float noise_gain, alpha, lo, hi;
+    int leaky;
+} epilogue_t;
 
-#define DEFINE_KERNELS(SUFFIX, T, LOAD, STORE)                                                  \
-void sgh_epilogue_##SUFFIX(T *map, int64_t pixels, int64_t channels, const float *scale,        \
-                           const float *noise, float noise_gain, const float *bias,             \
-                           float alpha, int leaky,                                              \
-                           float lo, float hi, int threads) {                                   \
-    _Pragma("omp parallel for num_threads(threads) schedule(static)")                           \
-    for (int64_t p = 0; p < pixels; p++) {                                                      \
-        T *row = map + p * channels;                                                            \
-        float nv = noise ? noise[p] * noise_gain : 0.f;                                         \
-        _Pragma("omp simd")                                                                     \
-        for (int64_t c = 0; c < channels; c++)                                                  \
-            STORE(row + c, finish(LOAD(row + c), scale[c], nv, bias[c], alpha, leaky, lo, hi));           \
-    }                                                                                           \
-}                                                                                               \
-                                                                                                \
-int sgh_fir_epilogue_##SUFFIX(const T *in, int64_t in_h, int64_t in_w, int64_t channels,        \
-                              T *out, int64_t out_h, int64_t width,                             \
-                              const float *taps_y, const float *taps_x, int pad_y, int pad_x,   \
-                              const float *scale, const float *noise, float noise_gain,         \
-                              const float *bias, float alpha, int leaky, float lo, float hi,    \
-                              int threads) {                                                    \
-    int failed = 0;                                                                             \
-    /* Column sums cover the padded columns u = q + pad_x of input column q. */                \
-    const int64_t span = width + TAPS - 1;                                                      \
-    const int64_t u0 = pad_x > 0 ? pad_x : 0;                                                   \
-    const int64_t u1 = in_w + pad_x < span ? in_w + pad_x : span;                               \
-    const int64_t n = u1 > u0 ? (u1 - u0) * channels : 0;                                       \
-    _Pragma("omp parallel num_threads(threads)")                                                \
-    {                                                                                           \
-        float *columns = calloc(span * channels, sizeof(float));                                \
-        T *zero_row = calloc(n + 1, sizeof(T));                                                 \
-        if (!columns || !zero_row) {                                                            \
-            _Pragma("omp atomic write")                                                         \
-            failed = 1;                                                                         \
-        }                                                                                       \
-        _Pragma("omp for schedule(static)")                                                     \
-        for (int64_t h = 0; h < out_h; h++) {                                                   \
-            if (!columns || !zero_row) continue;                                                \
-            /* Vertical taps, rows outside the input read as zeros: one float row of sums. */   \
-            const T *rows[TAPS];                                                                \
-            for (int i = 0; i < TAPS; i++) {                                                    \
-                int64_t r = h + i - pad_y;                                                      \
-                rows[i] = r < 0 || r >= in_h ? zero_row : in + (r * in_w + u0 - pad_x) * channels; \
-            }                                                                                   \
-            const T *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3];                 \
-            const float y0 = taps_y[0], y1 = taps_y[1], y2 = taps_y[2], y3 = taps_y[3];         \
-            float *sums = columns + u0 * channels;                                              \
-            _Pragma("omp simd")                                                                 \
-            for (int64_t e = 0; e < n; e++)                                                     \
-                sums[e] = y0 * LOAD(r0 + e) + y1 * LOAD(r1 + e) + y2 * LOAD(r2 + e) + y3 * LOAD(r3 + e); \
-            /* Horizontal taps (neighbouring pixels are `channels` apart), then the epilogue. */ \
-            const float x0 = taps_x[0], x1 = taps_x[1], x2 = taps_x[2], x3 = taps_x[3];         \
-            const float *noise_row = noise ? noise + h * width : NULL;                          \
-            T *out_row = out + h * width * channels;                                            \
-            for (int64_t w = 0; w < width; w++) {                                               \
-                const float *s = columns + w * channels;                                        \
-                const float nv = noise_row ? noise_row[w] * noise_gain : 0.f;                   \
-                T *d = out_row + w * channels;                                                  \
-                _Pragma("omp simd")                                                             \
-                for (int64_t c = 0; c < channels; c++) {                                        \
-                    float v = x0 * s[c] + x1 * s[c + channels] + x2 * s[c + 2 * channels]       \
-                              + x3 * s[c + 3 * channels];                                       \
-                    STORE(d + c, finish(v, scale[c], nv, bias[c], alpha, leaky, lo, hi));       \
-                }                                                                               \
-            }                                                                                   \
-        }                                                                                       \
-        free(columns);                                                                          \
-        free(zero_row);                                                                         \
-    }                                                                                           \
-    return failed;                                                                              \
+/* Where Y's rows are: one map, or four phase maps of a stride-2 transposed convolution of an
+   x_h x x_w input (phase_00: (x_h + 1) x (x_w + 1), _01: (x_h + 1) x x_w, _10: x_h x (x_w + 1),
+   _11: x_h x x_w pixels). */
+typedef struct {
+    const void *map;
+    const void *phase[4];   /* 00, 01, 10, 11 */
+    int64_t height, width, x_w, channels;
+} source_t;
+
+#define DEFINE_KERNELS(SUFFIX, T, LOAD, STORE)                                                      \
+                                                                                                    \
+void sgh_epilogue_##SUFFIX(T *map, int64_t pixels, int64_t channels, const float *scale,            \
+                           const float *noise, float noise_gain, const float *bias, float alpha,    \
+                           int leaky, float lo, float hi, int threads) {                            \
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")                               \
+    for (int64_t p = 0; p < pixels; p++) {                                                          \
+        T *row = map + p * channels;                                                                \
+        float nv = noise ? noise[p] * noise_gain : 0.f;                                             \
+        _Pragma("omp simd")                                                                         \
+        for (int64_t c = 0; c < channels; c++)                                                      \
+            STORE(row + c, finish(LOAD(row + c), scale[c], nv, bias[c], alpha, leaky, lo, hi));     \
+    }                                                                                               \
+}                                                                                                   \
+                                                                                                    \
+/* Pixel q of Y's row r. */                                                                         \
+static inline const T *pixel_##SUFFIX(const source_t *y, int64_t r, int64_t q) {                    \
+    if (y->map)                                                                                     \
+        return (const T *)y->map + (r * y->width + q) * y->channels;                                \
+    int64_t a = r & 1, b = q & 1, row_width = y->x_w + 1 - b;                                       \
+    return (const T *)y->phase[2 * a + b] + ((r >> 1) * row_width + (q >> 1)) * y->channels;       \
+}                                                                                                   \
+                                                                                                    \
+/* columns[u] = sum_i taps[i] * Y[h + i - pad_y, u - pad_x] for the columns u0 <= u < u1 that lie   \
+   inside Y (the others stay zero); `zeros` stands in for rows outside Y. */                        \
+static void vertical_##SUFFIX(float *columns, const source_t *y, int64_t h, int pad_y, int pad_x,   \
+                              int64_t u0, int64_t u1, const float *taps, const T *zeros) {          \
+    const int64_t C = y->channels;                                                                  \
+    const float k0 = taps[0], k1 = taps[1], k2 = taps[2], k3 = taps[3];                             \
+    int inside[TAPS];                                                                               \
+    for (int i = 0; i < TAPS; i++) inside[i] = h + i - pad_y >= 0 && h + i - pad_y < y->height;     \
+    if (y->map && u1 > u0) {   /* one contiguous run per row */                                     \
+        const T *r[TAPS];                                                                           \
+        for (int i = 0; i < TAPS; i++)                                                              \
+            r[i] = inside[i] ? pixel_##SUFFIX(y, h + i - pad_y, u0 - pad_x) : zeros;                \
+        const T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];                                     \
+        float *dst = columns + u0 * C;                                                              \
+        const int64_t n = (u1 - u0) * C;                                                            \
+        _Pragma("omp simd")                                                                         \
+        for (int64_t e = 0; e < n; e++)                                                             \
+            dst[e] = k0 * LOAD(r0 + e) + k1 * LOAD(r1 + e) + k2 * LOAD(r2 + e) + k3 * LOAD(r3 + e); \
+        return;                                                                                     \
+    }                                                                                               \
+    for (int64_t u = u0; u < u1; u++) {   /* pixels alternate between two phase rows */             \
+        const T *r[TAPS];                                                                           \
+        for (int i = 0; i < TAPS; i++)                                                              \
+            r[i] = inside[i] ? pixel_##SUFFIX(y, h + i - pad_y, u - pad_x) : zeros;                 \
+        const T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];                                     \
+        float *dst = columns + u * C;                                                               \
+        _Pragma("omp simd")                                                                         \
+        for (int64_t c = 0; c < C; c++)                                                             \
+            dst[c] = k0 * LOAD(r0 + c) + k1 * LOAD(r1 + c) + k2 * LOAD(r2 + c) + k3 * LOAD(r3 + c); \
+    }                                                                                               \
+}                                                                                                   \
+                                                                                                    \
+/* out_row[w] = epilogue(sum_j taps[j] * columns[w + j]); neighbouring pixels are C apart. */       \
+static void horizontal_##SUFFIX(T *out_row, const float *columns, int64_t width, int64_t C,         \
+                                const float *taps, const float *noise_row, const epilogue_t *e) {   \
+    const float x0 = taps[0], x1 = taps[1], x2 = taps[2], x3 = taps[3];                             \
+    for (int64_t w = 0; w < width; w++) {                                                           \
+        const float *s = columns + w * C;                                                           \
+        const float nv = noise_row ? noise_row[w] * e->noise_gain : 0.f;                            \
+        T *d = out_row + w * C;                                                                     \
+        _Pragma("omp simd")                                                                         \
+        for (int64_t c = 0; c < C; c++) {                                                           \
+            float v = x0 * s[c] + x1 * s[c + C] + x2 * s[c + 2 * C] + x3 * s[c + 3 * C];            \
+            STORE(d + c, finish(v, e->scale[c], nv, e->bias[c], e->alpha, e->leaky, e->lo, e->hi)); \
+        }                                                                                           \
+    }                                                                                               \
+}                                                                                                   \
+                                                                                                    \
+static int fir_##SUFFIX(const source_t *y, T *out, int64_t out_h, int64_t width, const float *taps_y, \
+                        const float *taps_x, int pad_y, int pad_x, const epilogue_t *e, int threads) { \
+    int failed = 0;                                                                                 \
+    const int64_t C = y->channels;                                                                  \
+    /* Column sums cover the padded columns u = q + pad_x of Y's column q. */                       \
+    const int64_t span = width + TAPS - 1;                                                          \
+    const int64_t u0 = pad_x > 0 ? pad_x : 0;                                                       \
+    const int64_t u1 = y->width + pad_x < span ? y->width + pad_x : span;                           \
+    _Pragma("omp parallel num_threads(threads)")                                                    \
+    {                                                                                               \
+        float *columns = calloc(span * C, sizeof(float));                                           \
+        T *zeros = calloc(span * C, sizeof(T));                                                     \
+        if (!columns || !zeros) {                                                                   \
+            _Pragma("omp atomic write")                                                             \
+            failed = 1;                                                                             \
+        }                                                                                           \
+        _Pragma("omp for schedule(static)")                                                         \
+        for (int64_t h = 0; h < out_h; h++) {                                                       \
+            if (!columns || !zeros) continue;                                                       \
+            vertical_##SUFFIX(columns, y, h, pad_y, pad_x, u0, u1, taps_y, zeros);                  \
+            horizontal_##SUFFIX(out + h * width * C, columns, width, C, taps_x,                     \
+                                e->noise ? e->noise + h * width : NULL, e);                         \
+        }                                                                                           \
+        free(columns);                                                                              \
+        free(zeros);                                                                                \
+    }                                                                                               \
+    return failed;                                                                                  \
+}                                                                                                   \
+                                                                                                    \
+int sgh_fir_epilogue_##SUFFIX(const T *in, int64_t in_h, int64_t in_w, int64_t channels, T *out,    \
+                              int64_t out_h, int64_t width, const float *taps_y,                    \
+                              const float *taps_x, int pad_y, int pad_x, const float *scale,        \
+                              const float *noise, float noise_gain, const float *bias, float alpha, \
+                              int leaky, float lo, float hi, int threads) {                         \
+    source_t y = {in, {0}, in_h, in_w, 0, channels};                                                \
+    epilogue_t e = {scale, noise, bias, noise_gain, alpha, lo, hi, leaky};                          \
+    return fir_##SUFFIX(&y, out, out_h, width, taps_y, taps_x, pad_y, pad_x, &e, threads);          \
+}                                                                                                   \
+                                                                                                    \
+int sgh_fir_epilogue_phases_##SUFFIX(const T *p00, const T *p01, const T *p10, const T *p11,        \
+                                     int64_t x_h, int64_t x_w, int64_t channels, T *out,            \
+                                     int64_t out_h, int64_t width, const float *taps_y,             \
+                                     const float *taps_x, int pad_y, int pad_x,                     \
+                                     const float *scale, const float *noise, float noise_gain,      \
+                                     const float *bias, float alpha, int leaky, float lo, float hi, \
+                                     int threads) {                                                 \
+    source_t y = {NULL, {p00, p01, p10, p11}, 2 * x_h + 1, 2 * x_w + 1, x_w, channels};            \
+    epilogue_t e = {scale, noise, bias, noise_gain, alpha, lo, hi, leaky};                          \
+    return fir_##SUFFIX(&y, out, out_h, width, taps_y, taps_x, pad_y, pad_x, &e, threads);          \
 }
 
 DEFINE_KERNELS(f32, float, load_f32, store_f32)

@@ -33,6 +33,9 @@ _ENV = 'STYLEGAN_HUMAN_CPU_KERNELS'
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cpu_kernels.c')
 _FORMATS = {torch.float32: 'f32', torch.bfloat16: 'bf16'}
 TAPS = 4   # the filter length the C kernel is written for (StyleGAN2's [1, 3, 3, 1])
+# Below this many channels a pixel's values are too few to vectorise over, and the in-place
+# epilogue loses to PyTorch's ops (ToRGB's 3 channels: 2x slower, measured).
+MIN_EPILOGUE_CHANNELS = 16
 _lock = threading.Lock()
 _library = None   # the loaded library; False once it could not be had
 
@@ -112,12 +115,14 @@ def _cpu_identity():
 def _declare(library):
     i64, f32, i32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_int, ctypes.c_void_p
     epilogue = [ptr, i64, i64, ptr, ptr, f32, ptr, f32, i32, f32, f32, i32]
-    fir = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, i32, i32, ptr, ptr, f32, ptr, f32, i32, f32, f32, i32]
+    fir = [i64, ptr, i64, i64, ptr, ptr, i32, i32, ptr, ptr, f32, ptr, f32, i32, f32, f32, i32]   # from channels on
     for suffix in _FORMATS.values():
         getattr(library, f'sgh_epilogue_{suffix}').argtypes = epilogue
         getattr(library, f'sgh_epilogue_{suffix}').restype = None
-        getattr(library, f'sgh_fir_epilogue_{suffix}').argtypes = fir
+        getattr(library, f'sgh_fir_epilogue_{suffix}').argtypes = [ptr, i64, i64] + fir
         getattr(library, f'sgh_fir_epilogue_{suffix}').restype = i32
+        getattr(library, f'sgh_fir_epilogue_phases_{suffix}').argtypes = [ptr] * 4 + [i64, i64] + fir
+        getattr(library, f'sgh_fir_epilogue_phases_{suffix}').restype = i32
 
 
 def _self_test(library):
@@ -128,7 +133,8 @@ def _self_test(library):
     _call_epilogue(library, y, ones, None, 0.0, zeros, 0.2, True, 1.0)
     want = torch.nn.functional.leaky_relu(x, 0.2).clamp(-1, 1)
     taps = torch.tensor([0.5, 1.0, -1.0, 2.0])
-    out = _call_fir(library, x, taps, taps.flip(0), [2, 1, 0, 3], ones, None, 0.0, zeros, None, None)
+    out = torch.empty([1, 2, 4, 5], memory_format=torch.channels_last)
+    _call_fir(library, [x], [4, 5], out, taps, taps.flip(0), [0, 2], ones, None, 0.0, zeros, None, None)
     kernel = torch.outer(taps, taps.flip(0))[None, None].repeat(2, 1, 1, 1)
     want_fir = torch.nn.functional.conv2d(torch.nn.functional.pad(x, [2, 1, 0, 3]), kernel, groups=2)
     if not (torch.allclose(y, want, atol=1e-6) and torch.allclose(out, want_fir, atol=1e-5)):
@@ -144,8 +150,13 @@ def _one_line(error):
 # Calls on tensors
 
 
+def applies(y: torch.Tensor) -> bool:
+    """True when the kernels are available and take ``y``: one channels-last CPU image in
+    float32 or bfloat16, outside autograd."""
+    return _load() is not None and _fits(y)
+
+
 def _fits(y):
-    """One channels-last CPU image in float32 or bfloat16, outside autograd."""
     return (y.device.type == 'cpu' and y.dtype in _FORMATS and y.ndim == 4 and y.shape[0] == 1
             and y.is_contiguous(memory_format=torch.channels_last) and not y.requires_grad)
 
@@ -169,10 +180,11 @@ def epilogue_(y: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[to
 
     ``scale`` and ``bias`` are per channel, ``noise`` per pixel (each may be None);
     ``alpha`` None means no activation, ``clamp`` None no clamp. False (nothing done) when
-    the kernels are unavailable or ``y`` is not one channels-last float32/bfloat16 CPU image.
+    the kernels are unavailable, ``y`` is not one channels-last float32/bfloat16 CPU image or
+    has fewer than ``MIN_EPILOGUE_CHANNELS`` channels.
     """
     library = _load()
-    if library is None or not _fits(y):
+    if library is None or not _fits(y) or y.shape[1] < MIN_EPILOGUE_CHANNELS:
         return False
     channels, pixels = y.shape[1], y.shape[2] * y.shape[3]
     scale, bias, noise = _vector(scale, channels, 1.0), _vector(bias, channels, 0.0), _vector(noise, pixels)
@@ -194,14 +206,36 @@ def fir_epilogue(x: torch.Tensor, taps_y: torch.Tensor, taps_x: torch.Tensor, pa
                  bias: Optional[torch.Tensor], alpha: Optional[float], clamp: Optional[float]) -> Optional[torch.Tensor]:
     """The epilogue of ``epilogue_`` applied to ``x`` filtered by the separable FIR filter
     ``outer(taps_y, taps_x)`` (``TAPS`` taps each; a correlation, zero-padded by
-    ``padding`` = [x0, x1, y0, y1]);
-    a new channels-last map, or None where the kernels do not apply (see ``epilogue_``)."""
+    ``padding`` = [x0, x1, y0, y1]); a new channels-last map, or None where the kernels do
+    not apply (see ``epilogue_``)."""
+    return _fir(x, None, x.shape[2:], taps_y, taps_x, padding, scale, noise, noise_gain, bias, alpha, clamp)
+
+
+def fir_epilogue_phases(phases: Sequence[torch.Tensor], taps_y: torch.Tensor, taps_x: torch.Tensor,
+                        padding: Sequence[int], scale: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                        noise_gain: float, bias: Optional[torch.Tensor], alpha: Optional[float],
+                        clamp: Optional[float]) -> Optional[torch.Tensor]:
+    """``fir_epilogue`` of the map Y that a stride-2 transposed convolution of an [H, W] input
+    makes, given as its four phases: Y[2i + a, 2j + b] = phases[2a + b][i, j], of [H + 1, W + 1],
+    [H + 1, W], [H, W + 1] and [H, W] pixels. Y itself is never written."""
+    height, width = phases[3].shape[2:]
+    want = [(height + 1, width + 1), (height + 1, width), (height, width + 1), (height, width)]
+    if [tuple(p.shape[2:]) for p in phases] != want or any(p.shape[:2] != phases[0].shape[:2] for p in phases):
+        raise ValueError(f'phases of {[tuple(p.shape) for p in phases]} do not fit one transposed convolution')
+    if any(p.dtype != phases[0].dtype for p in phases):
+        return None
+    return _fir(phases[0], phases, (2 * height + 1, 2 * width + 1), taps_y, taps_x, padding, scale, noise,
+                noise_gain, bias, alpha, clamp)
+
+
+def _fir(x, phases, size, taps_y, taps_x, padding, scale, noise, noise_gain, bias, alpha, clamp):
     library = _load()
-    if library is None or not _fits(x) or taps_y.numel() != TAPS or taps_x.numel() != TAPS:
+    sources = [x] if phases is None else phases
+    if library is None or not all(_fits(p) for p in sources) or taps_y.numel() != TAPS or taps_x.numel() != TAPS:
         return None
     pad_x0, pad_x1, pad_y0, pad_y1 = padding
-    height = x.shape[2] + pad_y0 + pad_y1 - TAPS + 1
-    width = x.shape[3] + pad_x0 + pad_x1 - TAPS + 1
+    height = size[0] + pad_y0 + pad_y1 - TAPS + 1
+    width = size[1] + pad_x0 + pad_x1 - TAPS + 1
     channels = x.shape[1]
     if height < 1 or width < 1:
         return None
@@ -209,24 +243,27 @@ def fir_epilogue(x: torch.Tensor, taps_y: torch.Tensor, taps_x: torch.Tensor, pa
     noise = _vector(noise, height * width)
     if scale is False or bias is False or noise is False:
         return None
-    return _call_fir(library, x, _vector(taps_y, TAPS), _vector(taps_x, TAPS), padding, scale, noise, noise_gain,
-                     bias, alpha, clamp, out_size=(height, width))
+    out = torch.empty([1, channels, height, width], dtype=x.dtype, memory_format=torch.channels_last)
+    _call_fir(library, sources, size, out, _vector(taps_y, TAPS), _vector(taps_x, TAPS), [pad_y0, pad_x0], scale,
+              noise, noise_gain, bias, alpha, clamp)
+    return out
 
 
-def _call_fir(library, x, taps_y, taps_x, padding, scale, noise, noise_gain, bias, alpha, clamp,
-              out_size: Optional[Tuple[int, int]] = None):
-    pad_x0, pad_x1, pad_y0, pad_y1 = padding
-    height, width = out_size or (x.shape[2] + pad_y0 + pad_y1 - TAPS + 1, x.shape[3] + pad_x0 + pad_x1 - TAPS + 1)
-    out = torch.empty([1, x.shape[1], height, width], dtype=x.dtype, memory_format=torch.channels_last)
+def _call_fir(library, sources, size, out, taps_y, taps_x, pad, scale, noise, noise_gain, bias, alpha, clamp):
+    """``sources``: [the map] or its four phases; ``size``: Y's height and width; ``pad``: [y0, x0]."""
     limit = float('inf') if clamp is None else float(clamp)
-    function = getattr(library, f'sgh_fir_epilogue_{_FORMATS[x.dtype]}')
-    failed = function(x.data_ptr(), x.shape[2], x.shape[3], x.shape[1], out.data_ptr(), height, width,
-                      taps_y.data_ptr(), taps_x.data_ptr(), pad_y0, pad_x0, scale.data_ptr(), _pointer(noise),
-                      float(noise_gain), bias.data_ptr(), float(alpha or 0.0), int(alpha is not None), -limit, limit,
-                      torch.get_num_threads())
+    channels, height, width = out.shape[1:]
+    suffix = _FORMATS[out.dtype]
+    if len(sources) == 1:
+        function, where = getattr(library, f'sgh_fir_epilogue_{suffix}'), [sources[0].data_ptr(), *size]
+    else:   # the input's height and width are the last phase's
+        function = getattr(library, f'sgh_fir_epilogue_phases_{suffix}')
+        where = [p.data_ptr() for p in sources] + list(sources[3].shape[2:])
+    failed = function(*where, channels, out.data_ptr(), height, width, taps_y.data_ptr(), taps_x.data_ptr(), *pad,
+                      scale.data_ptr(), _pointer(noise), float(noise_gain), bias.data_ptr(), float(alpha or 0.0),
+                      int(alpha is not None), -limit, limit, torch.get_num_threads())
     if failed:
         raise MemoryError('out of memory in the fused filter kernel')
-    return out
 
 
 def separable_taps(f: torch.Tensor, gain: float = 1.0) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
