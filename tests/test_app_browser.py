@@ -16,6 +16,7 @@ import urllib.request
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 
 import generate
 import interpolation
@@ -63,10 +64,14 @@ def app_url(served_dir, inversion_args, tmp_path_factory):
     port = _free_port()
     network = str(FIXTURES / 'networks' / 'sg2_rect64.pkl')
     log_path = tmp_path_factory.mktemp('log') / 'app.log'
+    # The server computes with as many threads as this process, whose images the tests compare
+    # pixel for pixel: a convolution's sums can round differently when split across another
+    # thread count (and PaddlePaddle, imported by earlier tests, leaves OMP_NUM_THREADS=1 behind).
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     with open(log_path, 'w') as log:
         proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'app.py'), '--network', network, '--port',
                                  str(port), '--device', 'cpu', '--network-dir', str(served_dir)] + inversion_args,
-                                stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+                                stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
     url = f'http://127.0.0.1:{port}/'
     deadline = time.time() + 120
     while True:
