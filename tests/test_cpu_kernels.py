@@ -124,6 +124,34 @@ def test_fir_epilogue_reads_a_transposed_convolution_from_its_four_phases(dtype)
         cpu_kernels.fir_epilogue_phases(phases[::-1], *args)
 
 
+@needs_kernels
+@pytest.mark.parametrize('in_channels, out_channels, height, width', [(5, 7, 6, 4), (16, 3, 2, 2), (9, 9, 4, 2)])
+def test_winograd_conv3x3_matches_the_convolution(in_channels, out_channels, height, width):
+    generator = torch.Generator().manual_seed(6)
+    x = _map(in_channels, height, width, seed=7)
+    kernel = torch.randn([out_channels, in_channels, 3, 3], generator=generator)
+    in_scale = torch.rand([in_channels], generator=generator) + 0.5
+    scale = torch.rand([out_channels], generator=generator) + 0.5
+    noise = torch.randn([height, width], generator=generator)
+    bias = torch.randn([out_channels], generator=generator)
+    conv = F.conv2d(x.double() * in_scale.double().reshape(1, -1, 1, 1), kernel.double(), padding=1)
+    want = _epilogue_by_torch(conv, scale, noise, 0.8, bias, 0.2, 20.0)
+    got = cpu_kernels.winograd_conv3x3(x, cpu_kernels.winograd_kernel(kernel), in_scale, scale, noise, 0.8, bias, 0.2,
+                                       20.0)
+    assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.double(), want, atol=1e-5 * float(want.abs().max()), rtol=1e-5)
+
+
+@needs_kernels
+def test_winograd_stands_aside_for_odd_sizes_and_bfloat16():
+    transformed = cpu_kernels.winograd_kernel(torch.ones([4, 4, 3, 3]))
+    args = (None, None, None, 1.0, None, None, None)
+    assert cpu_kernels.winograd_conv3x3(_map(4, 5, 4), transformed, *args) is None
+    assert cpu_kernels.winograd_conv3x3(_map(4, 4, 4, torch.bfloat16), transformed, *args) is None
+    assert cpu_kernels.winograd_conv3x3(_map(3, 4, 4), transformed, *args) is None   # kernel for 4 channels
+    assert cpu_kernels.winograd_conv3x3(_map(4, 4, 4), transformed, *args) is not None
+
+
 def test_separable_taps_factor_a_filter_or_say_none():
     f = upfirdn2d.setup_filter([1, 3, 3, 1])
     rows, columns = cpu_kernels.separable_taps(f, gain=4.0)
@@ -208,13 +236,16 @@ def test_layer_is_the_same_with_and_without_the_kernels(monkeypatch, dtype, up, 
         return modulated_conv_fast.modulated_conv_bias_act(x, weight, styles, bias, noise=noise, up=up, padding=1,
                                                            resample_filter=f, flip_weight=(up == 1), gain=1.4,
                                                            clamp=0.5)
-    through_phases = []
-    real = cpu_kernels.fir_epilogue_phases
-    monkeypatch.setattr(cpu_kernels, 'fir_epilogue_phases', lambda *a: through_phases.append(1) or real(*a))
+    through_phases, through_winograd = [], []
+    real_phases, real_winograd = cpu_kernels.fir_epilogue_phases, cpu_kernels.winograd_conv3x3
+    monkeypatch.setattr(cpu_kernels, 'fir_epilogue_phases', lambda *a: through_phases.append(1) or real_phases(*a))
+    monkeypatch.setattr(cpu_kernels, 'winograd_conv3x3', lambda *a: through_winograd.append(1) or real_winograd(*a))
     with torch.no_grad():
         fused = layer()
-        # the phase convolutions run where the kernel is modulated: upsampling a large map
+        # the phase convolutions run where the kernel is modulated: upsampling a large map;
+        # Winograd on wide float32 layers without upsampling
         assert len(through_phases) == (up == 2 and channels == 8)
+        assert len(through_winograd) == (up == 1 and channels == 512 and dtype == torch.float32)
         monkeypatch.setattr(cpu_kernels, '_library', False)
         plain = layer()
         x = x.float()

@@ -11,6 +11,13 @@
                     stride-2 transposed convolution's output given as its four phases
                     (Y[2i + a, 2j + b] = phase_ab[i, j]), so it is never interleaved in memory.
 
+   and, float32 only, a 3x3 convolution (padding 1) as Winograd F(2x2, 3x3): 2x2 output
+   pixels from each 4x4 input tile with 16 products instead of 36, the products being 16
+   matrix products that PyTorch runs (see cpu_kernels.winograd_conv3x3):
+
+   sgh_winograd_input   V[k, tile, c] = (B^T d B)[k] of the tile's input d, times scale[c]
+   sgh_winograd_output  out = epilogue(A^T M A) for each tile's 2x2 output pixels
+
    act is leaky ReLU with slope `alpha` when `leaky` is set, else the identity; a clamp
    bound of +-inf clamps nothing; noise may be NULL (no noise). Sums are float32; bfloat16
    results are rounded to nearest even once, at the end. Rows of pixels are split across
@@ -186,3 +193,78 @@ int sgh_fir_epilogue_phases_##SUFFIX(const T *p00, const T *p01, const T *p10, c
 
 DEFINE_KERNELS(f32, float, load_f32, store_f32)
 DEFINE_KERNELS(bf16, uint16_t, load_bf16, store_bf16)
+
+/* Winograd F(2x2, 3x3), after Lavin and Gray: for a 4x4 input tile d and a 3x3 kernel g the
+   2x2 correlation output is A^T [(G g G^T) * (B^T d B)] A with
+   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
+   Tiles cover an even-sized H x W map; tile (ti, tj) reads input rows 2ti - 1 .. 2ti + 2 and
+   columns 2tj - 1 .. 2tj + 2 (zeros outside) and writes output pixels 2ti .. 2ti + 1,
+   2tj .. 2tj + 1. Tiles are numbered row by row. */
+
+/* B^T v for four values a row (or column) apart. */
+#define BT(v0, v1, v2, v3, t0, t1, t2, t3) \
+    { t0 = v0 - v2; t1 = v1 + v2; t2 = v2 - v1; t3 = v1 - v3; }
+
+void sgh_winograd_input(const float *x, int64_t height, int64_t width, int64_t channels, const float *scale,
+                        float *v, int threads) {
+    const int64_t tiles_w = width / 2, tiles = height / 2 * tiles_w, C = channels;
+    float *zeros = calloc(C, sizeof(float));
+    if (!zeros) return;
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")
+    for (int64_t ti = 0; ti < height / 2; ti++) {
+        for (int64_t tj = 0; tj < tiles_w; tj++) {
+            const float *d[16];
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++) {
+                    int64_t r = 2 * ti + a - 1, q = 2 * tj + b - 1;
+                    d[4 * a + b] = r >= 0 && r < height && q >= 0 && q < width ? x + (r * width + q) * C : zeros;
+                }
+            float *out = v + (ti * tiles_w + tj) * C;
+            const int64_t k_step = tiles * C;   /* from V[k] to V[k + 1] */
+            _Pragma("omp simd")
+            for (int64_t c = 0; c < C; c++) {
+                float t[16], u[16];
+                for (int b = 0; b < 4; b++)   /* rows: t = B^T d */
+                    BT(d[b][c], d[4 + b][c], d[8 + b][c], d[12 + b][c], t[b], t[4 + b], t[8 + b], t[12 + b])
+                for (int a = 0; a < 4; a++)   /* columns: u = t B */
+                    BT(t[4 * a], t[4 * a + 1], t[4 * a + 2], t[4 * a + 3], u[4 * a], u[4 * a + 1], u[4 * a + 2],
+                       u[4 * a + 3])
+                const float s = scale ? scale[c] : 1.f;
+                for (int k = 0; k < 16; k++) out[k * k_step + c] = u[k] * s;
+            }
+        }
+    }
+    free(zeros);
+}
+
+void sgh_winograd_output(const float *m, int64_t height, int64_t width, int64_t channels, float *y,
+                         const float *scale, const float *noise, float noise_gain, const float *bias, float alpha,
+                         int leaky, float lo, float hi, int threads) {
+    const int64_t tiles_w = width / 2, tiles = height / 2 * tiles_w, C = channels;
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")
+    for (int64_t ti = 0; ti < height / 2; ti++) {
+        for (int64_t tj = 0; tj < tiles_w; tj++) {
+            const float *in = m + (ti * tiles_w + tj) * C;
+            const int64_t k_step = tiles * C;
+            int64_t pixel[4];
+            float nv[4];
+            for (int p = 0; p < 4; p++) {
+                pixel[p] = (2 * ti + p / 2) * width + 2 * tj + p % 2;
+                nv[p] = noise ? noise[pixel[p]] * noise_gain : 0.f;
+            }
+            _Pragma("omp simd")
+            for (int64_t c = 0; c < C; c++) {
+                float r[8];
+                for (int b = 0; b < 4; b++) {   /* rows: r = A^T M */
+                    float m0 = in[b * k_step + c], m1 = in[(4 + b) * k_step + c];
+                    float m2 = in[(8 + b) * k_step + c], m3 = in[(12 + b) * k_step + c];
+                    r[b] = m0 + m1 + m2;
+                    r[4 + b] = m1 - m2 - m3;
+                }
+                float o[4] = {r[0] + r[1] + r[2], r[1] - r[2] - r[3], r[4] + r[5] + r[6], r[5] - r[6] - r[7]};
+                for (int p = 0; p < 4; p++)
+                    y[pixel[p] * C + c] = finish(o[p], scale[c], nv[p], bias[c], alpha, leaky, lo, hi);
+            }
+        }
+    }
+}
