@@ -152,6 +152,33 @@ def test_winograd_stands_aside_for_odd_sizes_and_bfloat16():
     assert cpu_kernels.winograd_conv3x3(_map(4, 4, 4), transformed, *args) is not None
 
 
+@needs_kernels
+@pytest.mark.parametrize('padding', [[2, 1, 2, 1], [1, 1, 0, 3], [0, 0, 0, 0], [3, 2, -1, 1]])
+@pytest.mark.parametrize('flip_filter', [False, True])
+def test_upsample2x_matches_upfirdn2d(padding, flip_filter):
+    generator = torch.Generator().manual_seed(8)
+    x = torch.randn([2, 3, 5, 4], generator=generator)
+    f = torch.outer(torch.tensor([1.0, 3.0, 2.0, 0.5]), torch.tensor([0.25, 1.0, 3.0, 1.0]))
+    want = upfirdn2d._upfirdn2d_ref(x, f, up=2, padding=padding, flip_filter=flip_filter, gain=4.0)
+    got = cpu_kernels.upsample2x(x, f, padding, gain=4.0, flip_filter=flip_filter)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@needs_kernels
+def test_stylegan2_image_upsampling_takes_the_kernel_and_not_with_a_gradient():
+    x = torch.randn([1, 3, 8, 4])
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    want = upfirdn2d._upfirdn2d_ref(x, f, up=2, padding=[2, 1, 2, 1], gain=4.0)
+    torch.testing.assert_close(upfirdn2d.upsample2d(x, f, impl='fast'), want, atol=1e-6, rtol=1e-6)
+    assert cpu_kernels.upsample2x(x, f, [2, 1, 2, 1], 4.0) is not None
+    assert cpu_kernels.upsample2x(x.requires_grad_(True), f, [2, 1, 2, 1], 4.0) is None
+    upfirdn2d.upsample2d(x, f, impl='fast').sum().backward()   # the fast path keeps its gradient
+    assert x.grad is not None
+    assert cpu_kernels.upsample2x(x.detach().double(), f, [2, 1, 2, 1], 4.0) is None
+    assert cpu_kernels.upsample2x(x.detach(), upfirdn2d.setup_filter([1, 2, 1]), [1, 1, 1, 1], 4.0) is None
+
+
 def test_separable_taps_factor_a_filter_or_say_none():
     f = upfirdn2d.setup_filter([1, 3, 3, 1])
     rows, columns = cpu_kernels.separable_taps(f, gain=4.0)

@@ -18,6 +18,12 @@
    sgh_winograd_input   V[k, tile, c] = (B^T d B)[k] of the tile's input d, times scale[c]
    sgh_winograd_output  out = epilogue(A^T M A) for each tile's 2x2 output pixels
 
+   and, float32 only, 2x upsampling of planes (upfirdn2d with up=2 and a separable 4-tap filter,
+   as StyleGAN2 upsamples its image): each output pixel takes two input rows and two columns.
+
+   sgh_upsample2x       out[p, n, w] = sum_{u, v} ty[n % 2][u] tx[w % 2][v]
+                                       x[p, n / 2 + dy[n % 2][u], w / 2 + dx[w % 2][v]]
+
    act is leaky ReLU with slope `alpha` when `leaky` is set, else the identity; a clamp
    bound of +-inf clamps nothing; noise may be NULL (no noise). Sums are float32; bfloat16
    results are rounded to nearest even once, at the end. Rows of pixels are split across
@@ -267,4 +273,66 @@ void sgh_winograd_output(const float *m, int64_t height, int64_t width, int64_t 
             }
         }
     }
+}
+
+/* One output value of the 2x upsampling along a row: two taps of `row` (zeros outside). */
+static inline float upsampled(const float *row, int64_t width, int64_t j, const float *taps, const int *offsets) {
+    float v = 0.f;
+    for (int u = 0; u < 2; u++) {
+        int64_t q = j + offsets[u];
+        if (q >= 0 && q < width) v += taps[u] * row[q];
+    }
+    return v;
+}
+
+int sgh_upsample2x(const float *x, int64_t planes, int64_t height, int64_t width, float *out, int64_t out_h,
+                   int64_t out_w, const float *ty, const int *dy, const float *tx, const int *dx, int threads) {
+    /* Output columns 2j + b whose taps all lie inside the row: j0 <= j < j1. */
+    int low = 0, high = 0;
+    for (int t = 0; t < 4; t++) {
+        if (-dx[t] > low) low = -dx[t];
+        if (dx[t] > high) high = dx[t];
+    }
+    int64_t j0 = low, j1 = width - high < out_w / 2 ? width - high : out_w / 2;
+    if (j1 < j0) j1 = j0;
+    int failed = 0;
+    _Pragma("omp parallel num_threads(threads)")
+    {
+        float *row = malloc(width * sizeof(float));
+        float *zeros = calloc(width, sizeof(float));
+        if (!row || !zeros) {
+            _Pragma("omp atomic write")
+            failed = 1;
+        }
+        _Pragma("omp for schedule(static)")
+        for (int64_t pn = 0; pn < planes * out_h; pn++) {
+            if (!row || !zeros) continue;
+            const int64_t p = pn / out_h, n = pn % out_h, a = n & 1;
+            /* Vertical taps: the row between two input rows (zeros outside the plane). */
+            const float *rows[2];
+            for (int u = 0; u < 2; u++) {
+                int64_t r = (n >> 1) + dy[2 * a + u];
+                rows[u] = r >= 0 && r < height ? x + (p * height + r) * width : zeros;
+            }
+            const float *r0 = rows[0], *r1 = rows[1], k0 = ty[2 * a], k1 = ty[2 * a + 1];
+            _Pragma("omp simd")
+            for (int64_t q = 0; q < width; q++) row[q] = k0 * r0[q] + k1 * r1[q];
+            /* Horizontal taps: even and odd output columns side by side. */
+            float *o = out + (p * out_h + n) * out_w;
+            const float e0 = tx[0], e1 = tx[1], o0 = tx[2], o1 = tx[3];
+            const int64_t de0 = dx[0], de1 = dx[1], do0 = dx[2], do1 = dx[3];
+            _Pragma("omp simd")
+            for (int64_t j = j0; j < j1; j++) {
+                o[2 * j] = e0 * row[j + de0] + e1 * row[j + de1];
+                o[2 * j + 1] = o0 * row[j + do0] + o1 * row[j + do1];
+            }
+            for (int64_t w = 0; w < out_w; w++) {   /* the border columns */
+                if (w / 2 >= j0 && w / 2 < j1) { w = 2 * j1 - 1; continue; }
+                o[w] = upsampled(row, width, w / 2, tx + 2 * (w & 1), dx + 2 * (w & 1));
+            }
+        }
+        free(row);
+        free(zeros);
+    }
+    return failed;
 }

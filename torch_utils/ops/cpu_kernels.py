@@ -127,6 +127,8 @@ def _declare(library):
     library.sgh_winograd_input.restype = None
     library.sgh_winograd_output.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr, f32, ptr, f32, i32, f32, f32, i32]
     library.sgh_winograd_output.restype = None
+    library.sgh_upsample2x.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, i32]
+    library.sgh_upsample2x.restype = i32
 
 
 def _self_test(library):
@@ -315,6 +317,45 @@ def winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, in_scale: Optio
                                 _pointer(noise), float(noise_gain), bias.data_ptr(), float(alpha or 0.0),
                                 int(alpha is not None), -limit, limit, threads)
     return out
+
+
+def upsample2x(x: torch.Tensor, f: torch.Tensor, padding: Sequence[int], gain: float,
+               flip_filter: bool = False) -> Optional[torch.Tensor]:
+    """``upfirdn2d(x, f, up=2, padding=padding, gain=gain, flip_filter=flip_filter)`` for a
+    float32 [N, C, H, W] map and a separable 4x4 filter (StyleGAN2's image upsampling): each
+    output pixel is two taps down and two across, no zeros inserted. None where that does
+    not apply (another filter or format, or a gradient needed)."""
+    library = _load()
+    if (library is None or x.device.type != 'cpu' or x.dtype != torch.float32 or x.ndim != 4
+            or not x.is_contiguous() or (x.requires_grad and torch.is_grad_enabled())):
+        return None
+    taps = separable_taps(f.flip([0, 1]) if flip_filter else f, gain)
+    if taps is None or taps[0].numel() != TAPS:
+        return None
+    pad_x0, pad_x1, pad_y0, pad_y1 = padding
+    batch, channels, height, width = x.shape
+    out_h, out_w = 2 * height + pad_y0 + pad_y1 - TAPS + 1, 2 * width + pad_x0 + pad_x1 - TAPS + 1
+    if out_h < 1 or out_w < 1:
+        return None
+    (ty, dy), (tx, dx) = _polyphase(taps[0], pad_y0), _polyphase(taps[1], pad_x0)
+    out = torch.empty([batch, channels, out_h, out_w])
+    failed = library.sgh_upsample2x(x.data_ptr(), batch * channels, height, width, out.data_ptr(), out_h, out_w,
+                                    ty.data_ptr(), dy.data_ptr(), tx.data_ptr(), dx.data_ptr(), torch.get_num_threads())
+    if failed:
+        raise MemoryError('out of memory in the fused upsampling kernel')
+    return out
+
+
+def _polyphase(taps, pad):
+    """For output n = 2m + a of a 2x upsampling with correlation ``taps`` after ``pad`` zeros:
+    out[n] = sum_k taps[k] * z[n + k - pad], where z[2i] = x[i] and odd z are zero. Per parity
+    a, the two taps that meet an x and their offsets from m: ([2, 2] float32, [2, 2] int32)."""
+    weights, offsets = [], []
+    for a in (0, 1):
+        ks = [k for k in range(TAPS) if (a + k - pad) % 2 == 0]
+        weights += [float(taps[k]) for k in ks]
+        offsets += [(a + k - pad) // 2 for k in ks]
+    return torch.tensor(weights), torch.tensor(offsets, dtype=torch.int32)
 
 
 def separable_taps(f: torch.Tensor, gain: float = 1.0) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
