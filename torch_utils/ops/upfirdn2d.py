@@ -133,8 +133,9 @@ def _upfirdn2d_fast(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
 
     Upsampling runs as a transposed convolution with stride ``up`` (the zeros are
     never stored), channels folded into the batch so the convolution is not
-    grouped; plain filtering passes symmetric padding to the convolution itself.
-    Other cases go to the reference.
+    grouped, or, for 2x with a separable 4-tap filter and no gradient, as the fused C
+    kernel ``cpu_kernels.upsample2x`` where it is built; plain filtering passes
+    symmetric padding to the convolution itself. Other cases go to the reference.
     """
     upx, upy = _parse_scaling(up)
     downx, downy = _parse_scaling(down)
