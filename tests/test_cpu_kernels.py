@@ -1,6 +1,8 @@
 """The fused CPU kernels (torch_utils/ops/cpu_kernels.c) against PyTorch's ops, their build and their absence."""
 
 import math
+import os
+import shutil
 
 import pytest
 import torch
@@ -221,6 +223,22 @@ def test_a_failed_build_is_one_warning_then_the_torch_ops(monkeypatch, tmp_path)
     assert len(caught) == 1 and '\n' not in str(caught[0].message)
     assert not cpu_kernels.available()   # decided once per process
     assert [p.name for p in (tmp_path / 'cpu_kernels').iterdir()] == []   # no half-built library left
+
+
+@needs_kernels
+def test_a_compiler_without_openmp_builds_single_threaded_kernels(monkeypatch, tmp_path):
+    """Apple's clang has no -fopenmp: the build tries again without it, and the kernels work."""
+    real = shutil.which(os.environ.get('CC', 'cc'))
+    fake = tmp_path / 'cc-without-openmp'
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\nexec ' + real + ' "$@"\n')
+    fake.chmod(0o755)
+    _fresh_state(monkeypatch, tmp_path)
+    monkeypatch.setenv('CC', str(fake))
+    assert cpu_kernels.available()
+    y = _map(16, 4, 4)
+    want = F.leaky_relu(y, 0.2)
+    assert cpu_kernels.epilogue_(y, None, None, 1.0, None, 0.2, None)
+    torch.testing.assert_close(y, want)
 
 
 def test_no_compiler_means_the_torch_ops_silently(monkeypatch, tmp_path, recwarn):

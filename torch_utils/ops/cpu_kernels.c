@@ -211,11 +211,11 @@ DEFINE_KERNELS(bf16, uint16_t, load_bf16, store_bf16)
 #define BT(v0, v1, v2, v3, t0, t1, t2, t3) \
     { t0 = v0 - v2; t1 = v1 + v2; t2 = v2 - v1; t3 = v1 - v3; }
 
-void sgh_winograd_input(const float *x, int64_t height, int64_t width, int64_t channels, const float *scale,
-                        float *v, int threads) {
+int sgh_winograd_input(const float *x, int64_t height, int64_t width, int64_t channels, const float *scale,
+                       float *v, int threads) {
     const int64_t tiles_w = width / 2, tiles = height / 2 * tiles_w, C = channels;
-    float *zeros = calloc(C, sizeof(float));
-    if (!zeros) return;
+    float *zeros = calloc(C, sizeof(float));   /* stands in for pixels outside the map */
+    if (!zeros) return 1;
     _Pragma("omp parallel for num_threads(threads) schedule(static)")
     for (int64_t ti = 0; ti < height / 2; ti++) {
         for (int64_t tj = 0; tj < tiles_w; tj++) {
@@ -241,6 +241,7 @@ void sgh_winograd_input(const float *x, int64_t height, int64_t width, int64_t c
         }
     }
     free(zeros);
+    return 0;
 }
 
 void sgh_winograd_output(const float *m, int64_t height, int64_t width, int64_t channels, float *y,

@@ -86,7 +86,7 @@ def _cached_library(compiler, source):
     for flags in flag_sets:
         handle, scratch = tempfile.mkstemp(suffix='.so', dir=folder)
         os.close(handle)
-        command = [compiler, '-O3', '-fPIC', '-shared', *flags, _SOURCE, '-o', scratch, '-lm']
+        command = [compiler, '-O3', '-fPIC', '-shared', *flags, _SOURCE, '-o', scratch]
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if result.returncode == 0:
             os.replace(scratch, path)   # whole or not at all, even with another process building too
@@ -124,7 +124,7 @@ def _declare(library):
         getattr(library, f'sgh_fir_epilogue_phases_{suffix}').argtypes = [ptr] * 4 + [i64, i64] + fir
         getattr(library, f'sgh_fir_epilogue_phases_{suffix}').restype = i32
     library.sgh_winograd_input.argtypes = [ptr, i64, i64, i64, ptr, ptr, i32]
-    library.sgh_winograd_input.restype = None
+    library.sgh_winograd_input.restype = i32
     library.sgh_winograd_output.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr, f32, ptr, f32, i32, f32, f32, i32]
     library.sgh_winograd_output.restype = None
     library.sgh_upsample2x.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, i32]
@@ -307,8 +307,9 @@ def winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, in_scale: Optio
         return None
     threads = torch.get_num_threads()
     tiles = torch.empty([16, height // 2 * (width // 2), in_channels])
-    library.sgh_winograd_input(x.data_ptr(), height, width, in_channels, in_scale.data_ptr(), tiles.data_ptr(),
-                               threads)
+    if library.sgh_winograd_input(x.data_ptr(), height, width, in_channels, in_scale.data_ptr(), tiles.data_ptr(),
+                                  threads):
+        raise MemoryError('out of memory in the Winograd input kernel')
     products = torch.bmm(tiles, transformed.contiguous())
     del tiles
     out = torch.empty([1, out_channels, height, width], memory_format=torch.channels_last)
