@@ -181,6 +181,17 @@ def test_stylegan2_image_upsampling_takes_the_kernel_and_not_with_a_gradient():
     assert cpu_kernels.upsample2x(x.detach(), upfirdn2d.setup_filter([1, 2, 1]), [1, 1, 1, 1], 4.0) is None
 
 
+def test_what_is_derived_from_a_filter_follows_its_changes_and_stays_bounded():
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    first = cpu_kernels.separable_taps(f)
+    assert cpu_kernels.separable_taps(f) is first             # the same buffer: derived once
+    f.mul_(2)                                                  # changed in place: derived again
+    torch.testing.assert_close(cpu_kernels.separable_taps(f)[0], first[0] * 2)
+    for _ in range(2 * cpu_kernels._FILTER_CACHE_SIZE):       # filters made afresh every call
+        cpu_kernels.separable_taps(upfirdn2d.setup_filter([1, 3, 3, 1]))
+    assert len(cpu_kernels._filter_cache) <= cpu_kernels._FILTER_CACHE_SIZE
+
+
 def test_separable_taps_factor_a_filter_or_say_none():
     f = upfirdn2d.setup_filter([1, 3, 3, 1])
     rows, columns = cpu_kernels.separable_taps(f, gain=4.0)

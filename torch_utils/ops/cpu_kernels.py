@@ -1,9 +1,12 @@
 """Fused CPU kernels for StyleGAN2's inference path (``cpu_kernels.c``), built at first use.
 
-On the largest maps the fast path's remaining cost is passes over memory: scale, noise,
-bias, activation and clamp each read and write the whole map, and the upsampling layers'
+On the largest maps the fast path's remaining cost was passes over memory: scale, noise,
+bias, activation and clamp each read and wrote the whole map, and the upsampling layers'
 filter once more. ``epilogue_`` does the first five in one pass and ``fir_epilogue`` the
-filter and them in one, so the map is read and written once.
+filter and them in one (``fir_epilogue_phases`` reading a transposed convolution from its
+four phase convolutions); ``upsample2x`` is the image's 2x upsampling; and
+``winograd_conv3x3`` runs a float32 3x3 convolution as Winograd F(2x2, 3x3), its tile
+transforms here and its 16 products as one ``torch.bmm``, with 2.25x less arithmetic.
 
 The C source is compiled once per machine with the system's C compiler (``$CC``, else
 ``cc``) for this CPU (``-march=native``, OpenMP where the compiler has it), and the library
@@ -23,6 +26,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
+import weakref
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -86,12 +90,15 @@ def _cached_library(compiler, source):
     for flags in flag_sets:
         handle, scratch = tempfile.mkstemp(suffix='.so', dir=folder)
         os.close(handle)
-        command = [compiler, '-O3', '-fPIC', '-shared', *flags, _SOURCE, '-o', scratch]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        if result.returncode == 0:
-            os.replace(scratch, path)   # whole or not at all, even with another process building too
-            return path
-        os.remove(scratch)
+        try:
+            command = [compiler, '-O3', '-fPIC', '-shared', *flags, _SOURCE, '-o', scratch]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            if result.returncode == 0:
+                os.replace(scratch, path)   # whole or not at all, even with another process building too
+                return path
+        finally:
+            if os.path.exists(scratch):
+                os.remove(scratch)
         errors.append(result.stderr.strip().splitlines()[-1:] or [f'exit status {result.returncode}'])
     raise RuntimeError(f'{os.path.basename(compiler)} could not build {os.path.basename(_SOURCE)}: {errors[-1][0]}')
 
@@ -330,21 +337,26 @@ def upsample2x(x: torch.Tensor, f: torch.Tensor, padding: Sequence[int], gain: f
     if (library is None or x.device.type != 'cpu' or x.dtype != torch.float32 or x.ndim != 4
             or not x.is_contiguous() or (x.requires_grad and torch.is_grad_enabled())):
         return None
-    taps = separable_taps(f.flip([0, 1]) if flip_filter else f, gain)
-    if taps is None or taps[0].numel() != TAPS:
-        return None
     pad_x0, pad_x1, pad_y0, pad_y1 = padding
     batch, channels, height, width = x.shape
     out_h, out_w = 2 * height + pad_y0 + pad_y1 - TAPS + 1, 2 * width + pad_x0 + pad_x1 - TAPS + 1
-    if out_h < 1 or out_w < 1:
+    tables = _per_filter(f, ('polyphase', float(gain), flip_filter, pad_y0, pad_x0), lambda: _polyphase_tables(
+        separable_taps(f.flip([0, 1]) if flip_filter else f, gain), pad_y0, pad_x0))
+    if tables is None or out_h < 1 or out_w < 1:
         return None
-    (ty, dy), (tx, dx) = _polyphase(taps[0], pad_y0), _polyphase(taps[1], pad_x0)
+    ty, dy, tx, dx = tables
     out = torch.empty([batch, channels, out_h, out_w])
     failed = library.sgh_upsample2x(x.data_ptr(), batch * channels, height, width, out.data_ptr(), out_h, out_w,
                                     ty.data_ptr(), dy.data_ptr(), tx.data_ptr(), dx.data_ptr(), torch.get_num_threads())
     if failed:
         raise MemoryError('out of memory in the fused upsampling kernel')
     return out
+
+
+def _polyphase_tables(taps, pad_y, pad_x):
+    if taps is None or taps[0].numel() != TAPS:
+        return None
+    return (*_polyphase(taps[0], pad_y), *_polyphase(taps[1], pad_x))
 
 
 def _polyphase(taps, pad):
@@ -359,9 +371,30 @@ def _polyphase(taps, pad):
     return torch.tensor(weights), torch.tensor(offsets, dtype=torch.int32)
 
 
+# What is derived from a filter tensor, kept while it lives unchanged: the layers pass the same
+# buffer every call, and deriving costs more than the small layers' kernels (45-150 us).
+_filter_cache = {}
+_FILTER_CACHE_SIZE = 256   # filters made afresh on every call must not grow it without bound
+
+
+def _per_filter(f, what, compute):
+    key = (id(f), f._version, what)
+    entry = _filter_cache.get(key)
+    if entry is None or entry[0]() is not f:
+        if len(_filter_cache) >= _FILTER_CACHE_SIZE:
+            _filter_cache.clear()
+        entry = (weakref.ref(f), compute())
+        _filter_cache[key] = entry
+    return entry[1]
+
+
 def separable_taps(f: torch.Tensor, gain: float = 1.0) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """Correlation taps (rows, columns) whose outer product is the square convolution filter
     ``f * gain`` flipped, as ``upfirdn2d`` applies it; None if ``f`` is not square and rank one."""
+    return _per_filter(f, ('separable', float(gain)), lambda: _separable_taps(f, gain))
+
+
+def _separable_taps(f, gain):
     if f.ndim != 2 or f.shape[0] != f.shape[1] or f.dtype != torch.float32:
         return None
     total = float(f.sum())

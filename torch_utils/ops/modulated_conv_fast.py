@@ -15,7 +15,11 @@ the same function with fewer, cheaper steps:
   image inside the op, so it gives each image's pixels exactly as batch 1 does;
 - the activation gain g > 0 is folded in before the activation
   (lrelu(x) * g == lrelu(g * x)), and bias, noise, activation and clamp run
-  in place on the convolution's output.
+  in place on the convolution's output;
+- where the fused C kernels are built (``cpu_kernels``): that epilogue is one pass, the
+  upsampling filter runs with it (on large maps reading the transposed convolution as
+  four phase convolutions), and float32 3x3 layers of 128+ channels run as Winograd
+  F(2x2, 3x3) with the styles and the epilogue inside its transforms.
 
 Used only when nothing needs gradients (``torch.is_grad_enabled()`` false or
 no input requires grad), for float32 on the CPU (or bfloat16 activations under
