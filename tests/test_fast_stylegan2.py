@@ -115,6 +115,27 @@ def test_demodulation_equals_the_per_sample_kernel_norm():
     torch.testing.assert_close(modulated_conv_fast.demodulation(weight, styles), want)
 
 
+@pytest.mark.skipif(not modulated_conv_fast._packing_works(), reason='this torch cannot pack oneDNN weights')
+@pytest.mark.parametrize('up', [1, 2])
+def test_bf16_small_maps_give_the_same_numbers_with_packed_weights(monkeypatch, up):
+    """bfloat16 layers on small maps convolve with weights packed once for oneDNN (and upsample
+    through four packed phase convolutions): the numbers of the plain convolutions."""
+    torch.manual_seed(0)
+    x = torch.randn([1, 512, 4, 2]).bfloat16()
+    weight, styles, bias = torch.randn([512, 512, 3, 3]), torch.randn([1, 512]), torch.randn([512])
+    noise = torch.randn([4 * up, 2 * up])
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+
+    def layer():
+        with torch.no_grad():
+            return modulated_conv_fast.modulated_conv_bias_act(x, weight, styles, bias, noise=noise, up=up, padding=1,
+                                                               resample_filter=f, flip_weight=(up == 1), clamp=256)
+    packed = layer()
+    monkeypatch.setattr(modulated_conv_fast, '_packing', False)
+    plain = layer()
+    torch.testing.assert_close(packed.float(), plain.float(), atol=0.02 * float(plain.float().abs().max()), rtol=0.02)
+
+
 def test_applies_only_to_float32_cpu_inference_in_fast_mode():
     x = torch.zeros(1, 2, 4, 4)
     assert modulated_conv_fast.applies(x)
