@@ -162,6 +162,8 @@ def test_a_too_large_request_shows_the_limit_in_the_page(page):
     field = page.locator('#mix-rows textarea, #mix-rows input').first
     field.fill('1-100000')
     field.press('Tab')
+    playwright_api.expect(field).to_have_value('1-100000')
+    page.wait_for_timeout(200)   # as _set_number: the page's state must hold the value before the click
     page.click('#mix-run')
     page.get_by_text('at most 8 row seeds', exact=False).last.wait_for(timeout=60000)
     text = page.locator('body').inner_text()

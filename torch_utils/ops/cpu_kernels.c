@@ -1,33 +1,30 @@
 /* Fused CPU kernels for the StyleGAN2 layers' inference path (see cpu_kernels.py).
 
-   Every map is one channels-last image: pixel after pixel, `channels` values each.
-   Kernels, for float32 (_f32) and bfloat16 stored as uint16 (_bf16):
+   Maps are channels-last images (pixel after pixel, `channels` values each) unless said.
 
-   sgh_epilogue     in place: v = clamp(act(v * scale[channel] + noise[pixel] * noise_gain
-                                            + bias[channel]), lo, hi)
-   sgh_fir_epilogue out = epilogue(separable 4-tap FIR filter of a map Y):
-                    out[h, w] = sum_i sum_j taps_y[i] * taps_x[j] * Y[h + i - pad_y, w + j - pad_x]
-                    (a correlation; zero outside Y). Y is either one map `in`, or the
-                    stride-2 transposed convolution's output given as its four phases
-                    (Y[2i + a, 2j + b] = phase_ab[i, j]), so it is never interleaved in memory.
+   For float32 (_f32) and bfloat16 stored as uint16 (_bf16):
+   sgh_epilogue         in place: v = clamp(act(v * scale[channel] + noise[pixel] * noise_gain
+                                                + bias[channel]), lo, hi)
+   sgh_fir_epilogue     out = epilogue(separable 4-tap FIR filter of a map Y):
+                        out[h, w] = sum_i sum_j taps_y[i] taps_x[j] Y[h + i - pad_y, w + j - pad_x]
+                        (a correlation; zero outside Y). Y is one map `in`, or (_phases) the
+                        stride-2 transposed convolution's output given as its four phases,
+                        Y[2i + a, 2j + b] = phase_ab[i, j], so it is never interleaved in memory.
 
-   and, float32 only, a 3x3 convolution (padding 1) as Winograd F(2x2, 3x3): 2x2 output
-   pixels from each 4x4 input tile with 16 products instead of 36, the products being 16
-   matrix products that PyTorch runs (see cpu_kernels.winograd_conv3x3):
-
-   sgh_winograd_input   V[k, tile, c] = (B^T d B)[k] of the tile's input d, times scale[c]
-   sgh_winograd_output  out = epilogue(A^T M A) for each tile's 2x2 output pixels
-
-   and, float32 only, 2x upsampling of planes (upfirdn2d with up=2 and a separable 4-tap filter,
-   as StyleGAN2 upsamples its image): each output pixel takes two input rows and two columns.
-
-   sgh_upsample2x       out[p, n, w] = sum_{u, v} ty[n % 2][u] tx[w % 2][v]
-                                       x[p, n / 2 + dy[n % 2][u], w / 2 + dx[w % 2][v]]
+   For float32 only:
+   sgh_winograd_input   a 3x3 convolution (padding 1) as Winograd F(2x2, 3x3), whose 16
+   sgh_winograd_output  matrix products PyTorch runs in between (cpu_kernels.winograd_conv3x3):
+                        V[k, tile, c] = (B^T d B)[k] * scale[c] of each 4x4 input tile d, then
+                        out = epilogue(A^T M A) for each tile's 2x2 output pixels.
+   sgh_upsample2x       upfirdn2d with up=2 and a separable 4-tap filter on contiguous planes
+                        (StyleGAN2's image): out[p, n, w] = sum_{u, v} ty[n % 2][u] tx[w % 2][v]
+                        x[p, n / 2 + dy[n % 2][u], w / 2 + dx[w % 2][v]].
 
    act is leaky ReLU with slope `alpha` when `leaky` is set, else the identity; a clamp
    bound of +-inf clamps nothing; noise may be NULL (no noise). Sums are float32; bfloat16
    results are rounded to nearest even once, at the end. Rows of pixels are split across
-   `threads` OpenMP threads (ignored when built without OpenMP). */
+   `threads` OpenMP threads (ignored when built without OpenMP). Functions returning int
+   return nonzero when a scratch buffer could not be allocated. */
 
 #include <stdint.h>
 #include <stdlib.h>
