@@ -183,6 +183,12 @@ def _vector(values, length, default=None):
     return values if values.numel() == length else False
 
 
+def _bounds(clamp):
+    """The kernels' clamp bounds: (-clamp, clamp), or infinities (no clamp) for None."""
+    limit = float('inf') if clamp is None else float(clamp)
+    return -limit, limit
+
+
 def _pointer(values):
     return None if values is None else values.data_ptr()
 
@@ -208,10 +214,9 @@ def epilogue_(y: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[to
 
 
 def _call_epilogue(library, y, scale, noise, noise_gain, bias, alpha, leaky, clamp):
-    limit = float('inf') if clamp is None else float(clamp)
     function = getattr(library, f'sgh_epilogue_{_FORMATS[y.dtype]}')
     function(y.data_ptr(), y.shape[2] * y.shape[3], y.shape[1], scale.data_ptr(), _pointer(noise), float(noise_gain),
-             bias.data_ptr(), float(alpha or 0.0), int(leaky), -limit, limit, torch.get_num_threads())
+             bias.data_ptr(), float(alpha or 0.0), int(leaky), *_bounds(clamp), torch.get_num_threads())
 
 
 def fir_epilogue(x: torch.Tensor, taps_y: torch.Tensor, taps_x: torch.Tensor, padding: Sequence[int],
@@ -264,7 +269,6 @@ def _fir(x, phases, size, taps_y, taps_x, padding, scale, noise, noise_gain, bia
 
 def _call_fir(library, sources, size, out, taps_y, taps_x, pad, scale, noise, noise_gain, bias, alpha, clamp):
     """``sources``: [the map] or its four phases; ``size``: Y's height and width; ``pad``: [y0, x0]."""
-    limit = float('inf') if clamp is None else float(clamp)
     channels, height, width = out.shape[1:]
     suffix = _FORMATS[out.dtype]
     if len(sources) == 1:
@@ -274,7 +278,7 @@ def _call_fir(library, sources, size, out, taps_y, taps_x, pad, scale, noise, no
         where = [p.data_ptr() for p in sources] + list(sources[3].shape[2:])
     failed = function(*where, channels, out.data_ptr(), height, width, taps_y.data_ptr(), taps_x.data_ptr(), *pad,
                       scale.data_ptr(), _pointer(noise), float(noise_gain), bias.data_ptr(), float(alpha or 0.0),
-                      int(alpha is not None), -limit, limit, torch.get_num_threads())
+                      int(alpha is not None), *_bounds(clamp), torch.get_num_threads())
     if failed:
         raise MemoryError('out of memory in the fused filter kernel')
 
@@ -320,10 +324,9 @@ def winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, in_scale: Optio
     products = torch.bmm(tiles, transformed.contiguous())
     del tiles
     out = torch.empty([1, out_channels, height, width], memory_format=torch.channels_last)
-    limit = float('inf') if clamp is None else float(clamp)
     library.sgh_winograd_output(products.data_ptr(), height, width, out_channels, out.data_ptr(), scale.data_ptr(),
                                 _pointer(noise), float(noise_gain), bias.data_ptr(), float(alpha or 0.0),
-                                int(alpha is not None), -limit, limit, threads)
+                                int(alpha is not None), *_bounds(clamp), threads)
     return out
 
 
