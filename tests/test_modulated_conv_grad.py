@@ -6,7 +6,7 @@ import torch
 
 from test_fast_stylegan2 import _generator
 from torch_utils import precision
-from torch_utils.ops import modulated_conv_grad
+from torch_utils.ops import cpu_kernels, modulated_conv_grad, winograd_conv
 from torch_utils.ops.ops_mode import fast_ops, reference_ops
 from torch_utils.layout import same_layout
 from training import networks_stylegan2
@@ -38,6 +38,22 @@ def calls(monkeypatch):
     return counter
 
 
+@pytest.fixture(params=['direct', 'winograd'])
+def convolution(request, monkeypatch):
+    """Runs a test with the 3x3 convolutions direct (None), and again as Winograd at every size
+    (the small test layers are below its thresholds): then a list that counts its calls."""
+    if request.param == 'direct':
+        return None
+    if not cpu_kernels.available():
+        pytest.skip('no C compiler for the CPU kernels')
+    monkeypatch.setattr(winograd_conv, 'MIN_CHANNELS', 1)
+    monkeypatch.setattr(winograd_conv, 'MIN_PIXELS', 1)
+    counter = []
+    original = winograd_conv._Winograd3x3.apply
+    monkeypatch.setattr(winograd_conv._Winograd3x3, 'apply', lambda *a: counter.append(1) or original(*a))
+    return counter
+
+
 def _layer_gradients(layer, x, w, seed, **kwargs):
     layer.zero_grad(set_to_none=True)
     x, w = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
@@ -54,7 +70,7 @@ def _layer_gradients(layer, x, w, seed, **kwargs):
 @pytest.mark.parametrize('up', [1, 2])
 @pytest.mark.parametrize('noise_mode', ['const', 'random', 'none'])
 @pytest.mark.parametrize('size', ['large', 'small', 'large, frozen weight'])
-def test_synthesis_layer_gradients_equal_the_reference(calls, batch, up, noise_mode, size):
+def test_synthesis_layer_gradients_equal_the_reference(calls, convolution, batch, up, noise_mode, size):
     # 'large' maps modulate the kernel, 'small' maps of many channels the activations, and so
     # does a frozen 3x3 weight of enough channels (projection).
     channels, resolution = {'small': (64, 4), 'large': (4, 16), 'large, frozen weight': (64, 32)}[size]
@@ -70,7 +86,9 @@ def test_synthesis_layer_gradients_equal_the_reference(calls, batch, up, noise_m
     (fast, fast_grads), (ref, ref_grads) = _run_both(
         lambda: _layer_gradients(layer, x, w, seed=4, noise_mode=noise_mode, gain=0.8))
     assert calls, 'the gradient path did not run'
-    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    assert convolution is None or bool(convolution) == (up == 1)
+    tolerance = 1e-5 if convolution is None else 1e-4   # Winograd F(4x4, 3x3) keeps about 4 bits fewer
+    torch.testing.assert_close(fast, ref, rtol=tolerance, atol=tolerance)
     assert float(ref.abs().max()) == pytest.approx(0.4)   # the clamp (0.5 * gain) is in effect
     assert sorted(fast_grads) == sorted(ref_grads)
     for name in ref_grads:
@@ -128,11 +146,12 @@ def _generator_gradients(G, ws, weights_need_grad=True):
 
 @pytest.mark.parametrize('kwargs', [dict(), dict(square=True), dict(architecture='resnet')])
 @pytest.mark.parametrize('weights_need_grad', [True, False])   # tuning and training; projection and dragging
-def test_generator_gradients_equal_the_reference(calls, kwargs, weights_need_grad):
+def test_generator_gradients_equal_the_reference(calls, convolution, kwargs, weights_need_grad):
     G = _generator(**kwargs)
     ws = G.mapping(torch.randn(2, G.z_dim), None).detach()
     (fast, fast_grads), (ref, ref_grads) = _run_both(lambda: _generator_gradients(G, ws, weights_need_grad))
     assert calls
+    assert convolution is None or convolution
     assert float((fast - ref).abs().max()) < 1e-4 * float(ref.abs().max())
     assert sorted(fast_grads) == sorted(ref_grads)
     assert weights_need_grad or list(fast_grads) == ['ws']
@@ -167,7 +186,7 @@ def test_weights_laid_out_for_gradients_get_gradients_in_their_own_layout():
         assert same_layout(grads[name], weight), name
 
 
-def test_second_order_gradients_equal_the_reference(calls):
+def test_second_order_gradients_equal_the_reference(calls, convolution):
     # Path-length regularisation differentiates the gradient w.r.t. w again.
     G = _generator().requires_grad_(True)
     ws = G.mapping(torch.randn(2, G.z_dim), None).detach()
@@ -183,6 +202,7 @@ def test_second_order_gradients_equal_the_reference(calls):
 
     (fast_w, fast_grads), (ref_w, ref_grads) = _run_both(path_length_gradients)
     assert calls
+    assert convolution is None or convolution
     assert _relative(fast_w, ref_w) < 1e-5
     for name, grad in ref_grads.items():
         assert _relative(fast_grads[name], grad) < 1e-3, name
@@ -190,7 +210,7 @@ def test_second_order_gradients_equal_the_reference(calls):
         assert float(fast_grads[name].abs().max()) == 0, name
 
 
-def test_a_weight_changed_in_place_is_not_served_from_the_cache(calls):
+def test_a_weight_changed_in_place_is_not_served_from_the_cache(calls, convolution):
     G = _generator().requires_grad_(False)
     ws = G.mapping(torch.randn(1, G.z_dim), None).detach().requires_grad_(True)
     before = G.synthesis(ws, noise_mode='const').detach()
@@ -200,6 +220,7 @@ def test_a_weight_changed_in_place_is_not_served_from_the_cache(calls):
     with torch.no_grad(), reference_ops():
         want = G.synthesis(ws, noise_mode='const')
     assert calls
+    assert convolution is None or convolution
     assert float((before - want).abs().max()) > 1e-2
     torch.testing.assert_close(after, want, rtol=1e-4, atol=1e-4)
 

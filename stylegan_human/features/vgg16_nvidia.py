@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnnlib.errors import FileFormatError
+from torch_utils.ops import ops_mode, winograd_conv
 from .resize import tf_bilinear_resize  # noqa: F401 - used below and by callers of this module
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -71,7 +72,7 @@ class VGG16Features(nn.Module):
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         taps = []
         for i in range(1, len(_CONVS) + 1):
-            x = F.relu(getattr(self.layers, f'conv{i}')(x))
+            x = F.relu(_conv3x3(getattr(self.layers, f'conv{i}'), x))
             if i in _TAP_AFTER:
                 taps.append(x)
             if i in _POOL_AFTER:
@@ -89,6 +90,13 @@ class VGG16Features(nn.Module):
         x = F.adaptive_avg_pool2d(F.max_pool2d(x, 2, 2), (7, 7)).flatten(1)
         x = F.relu(self.layers.fc2(F.relu(self.layers.fc1(x))))
         return x if return_features else self.layers.fc3(x)
+
+
+def _conv3x3(conv, x):
+    """``conv(x)``; in the fast ops mode on the CPU as Winograd where that pays (the wide layers)."""
+    if ops_mode.fast_cpu(x):
+        return winograd_conv.conv3x3(x, conv.weight, conv.bias)
+    return conv(x)
 
 
 class _FlattenChannelsFirst(torch.autograd.Function):

@@ -12,10 +12,13 @@
                         Y[2i + a, 2j + b] = phase_ab[i, j], so it is never interleaved in memory.
 
    For float32 only:
-   sgh_winograd_input   a 3x3 convolution (padding 1) as Winograd F(2x2, 3x3), whose 16
+   sgh_winograd_input   a 3x3 convolution (padding 1) as Winograd F(4x4, 3x3), whose 36
    sgh_winograd_output  matrix products PyTorch runs in between (cpu_kernels.winograd_conv3x3):
-                        V[k, tile, c] = (B^T d B)[k] * scale[c] of each 4x4 input tile d, then
-                        out = epilogue(A^T M A) for each tile's 2x2 output pixels.
+                        V[k, tile, c] = (B^T d B)[k] * scale[c] of each 6x6 input tile d, then
+                        out = epilogue(A^T M A) for each tile's 4x4 output pixels.
+   sgh_winograd_output_adjoint
+                        the output transform's adjoint, for gradients: dM[k, tile, c] =
+                        (A dY A^T)[k] of each tile's 4x4 output gradient dY.
    sgh_upsample2x       upfirdn2d with up=2 and a separable 4-tap filter on contiguous planes
                         (StyleGAN2's image): out[p, n, w] = sum_{u, v} ty[n % 2][u] tx[w % 2][v]
                         x[p, n / 2 + dy[n % 2][u], w / 2 + dx[w % 2][v]].
@@ -208,80 +211,176 @@ int sgh_fir_epilogue_phases_##SUFFIX(const T *p00, const T *p01, const T *p10, c
 DEFINE_KERNELS(f32, float, load_f32, store_f32)
 DEFINE_KERNELS(bf16, uint16_t, load_bf16, store_bf16)
 
-/* Winograd F(2x2, 3x3), after Lavin and Gray: for a 4x4 input tile d and a 3x3 kernel g the
-   2x2 correlation output is A^T [(G g G^T) * (B^T d B)] A with
-   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], A^T = [1 1 1 0; 0 1 -1 -1].
-   Tiles cover an even-sized H x W map; tile (ti, tj) reads input rows 2ti - 1 .. 2ti + 2 and
-   columns 2tj - 1 .. 2tj + 2 (zeros outside) and writes output pixels 2ti .. 2ti + 1,
-   2tj .. 2tj + 1. Tiles are numbered row by row. */
+/* Winograd F(4x4, 3x3), after Lavin and Gray (interpolation points 0, +-1, +-2 and infinity):
+   for a 6x6 input tile d and a 3x3 kernel g the 4x4 correlation output is
+   A^T [(G g G^T) * (B^T d B)] A, with
+     B^T = [4  0 -5  0  1  0]    A^T = [1  1  1  1  1  0]
+           [0 -4 -4  1  1  0]          [0  1 -1  2 -2  0]
+           [0  4 -4 -1  1  0]          [0  1  1  4  4  0]
+           [0 -2 -1  2  1  0]          [0  1 -1  8 -8  1]
+           [0  2 -1 -2  1  0]
+           [0  4  0 -5  0  1]
+   Tile (ti, tj) reads input rows 4ti - 1 .. 4ti + 4 and columns 4tj - 1 .. 4tj + 4 (zeros
+   outside) and writes output pixels 4ti .. 4ti + 3, 4tj .. 4tj + 3 that lie inside the map;
+   ceil(H / 4) x ceil(W / 4) tiles, numbered row by row. Transformed tiles are [36, tiles, C]:
+   the 36 products PyTorch runs in between are then 36 plain matrices. Channels are taken
+   LANES at a time, so that each step below is one vector operation per lane block. */
 
-/* B^T v for four values a row (or column) apart. */
-#define BT(v0, v1, v2, v3, t0, t1, t2, t3) \
-    { t0 = v0 - v2; t1 = v1 + v2; t2 = v2 - v1; t3 = v1 - v3; }
+#define LANES 16
 
-int sgh_winograd_input(const float *x, int64_t height, int64_t width, int64_t channels, const float *scale,
-                       float *v, int threads) {
-    const int64_t tiles_w = width / 2, tiles = height / 2 * tiles_w, C = channels;
-    float *zeros = calloc(C, sizeof(float));   /* stands in for pixels outside the map */
-    if (!zeros) return 1;
-    _Pragma("omp parallel for num_threads(threads) schedule(static)")
-    for (int64_t ti = 0; ti < height / 2; ti++) {
-        for (int64_t tj = 0; tj < tiles_w; tj++) {
-            const float *d[16];
-            for (int a = 0; a < 4; a++)
-                for (int b = 0; b < 4; b++) {
-                    int64_t r = 2 * ti + a - 1, q = 2 * tj + b - 1;
-                    d[4 * a + b] = r >= 0 && r < height && q >= 0 && q < width ? x + (r * width + q) * C : zeros;
-                }
-            float *out = v + (ti * tiles_w + tj) * C;
-            const int64_t k_step = tiles * C;   /* from V[k] to V[k + 1] */
-            _Pragma("omp simd")
-            for (int64_t c = 0; c < C; c++) {
-                float t[16], u[16];
-                for (int b = 0; b < 4; b++)   /* rows: t = B^T d */
-                    BT(d[b][c], d[4 + b][c], d[8 + b][c], d[12 + b][c], t[b], t[4 + b], t[8 + b], t[12 + b])
-                for (int a = 0; a < 4; a++)   /* columns: u = t B */
-                    BT(t[4 * a], t[4 * a + 1], t[4 * a + 2], t[4 * a + 3], u[4 * a], u[4 * a + 1], u[4 * a + 2],
-                       u[4 * a + 3])
-                const float s = scale ? scale[c] : 1.f;
-                for (int k = 0; k < 16; k++) out[k * k_step + c] = u[k] * s;
+/* B^T v for six lane vectors v[i0], ..., v[i5] (a column or a row of the tile) into t. */
+static inline void input_step(float v[][LANES], float t[][LANES], const int *i, int n) {
+    for (int l = 0; l < n; l++) {
+        float v0 = v[i[0]][l], v1 = v[i[1]][l], v2 = v[i[2]][l], v3 = v[i[3]][l], v4 = v[i[4]][l], v5 = v[i[5]][l];
+        t[i[0]][l] = 4.f * v0 - 5.f * v2 + v4;
+        t[i[1]][l] = v3 + v4 - 4.f * (v1 + v2);
+        t[i[2]][l] = v4 - v3 + 4.f * (v1 - v2);
+        t[i[3]][l] = v4 - v2 + 2.f * (v3 - v1);
+        t[i[4]][l] = v4 - v2 + 2.f * (v1 - v3);
+        t[i[5]][l] = 4.f * v1 - 5.f * v3 + v5;
+    }
+}
+
+/* A^T m for six lane vectors m[i0..i5] into four, r[j0..j3]. */
+static inline void output_step(float m[][LANES], float r[][LANES], const int *i, const int *j, int n) {
+    for (int l = 0; l < n; l++) {
+        float s12 = m[i[1]][l] + m[i[2]][l], d12 = m[i[1]][l] - m[i[2]][l];
+        float s34 = m[i[3]][l] + m[i[4]][l], d34 = m[i[3]][l] - m[i[4]][l];
+        r[j[0]][l] = m[i[0]][l] + s12 + s34;
+        r[j[1]][l] = d12 + 2.f * d34;
+        r[j[2]][l] = s12 + 4.f * s34;
+        r[j[3]][l] = d12 + 8.f * d34 + m[i[5]][l];
+    }
+}
+
+/* A y for four lane vectors y[i0..i3] into six, t[j0..j5]: the output transform's adjoint. */
+static inline void adjoint_step(float y[][LANES], float t[][LANES], const int *i, const int *j, int n) {
+    for (int l = 0; l < n; l++) {
+        float y0 = y[i[0]][l], y1 = y[i[1]][l], y2 = y[i[2]][l], y3 = y[i[3]][l];
+        float s02 = y0 + y2, s13 = y1 + y3, f02 = y0 + 4.f * y2, f13 = 2.f * y1 + 8.f * y3;
+        t[j[0]][l] = y0;
+        t[j[1]][l] = s02 + s13;
+        t[j[2]][l] = s02 - s13;
+        t[j[3]][l] = f02 + f13;
+        t[j[4]][l] = f02 - f13;
+        t[j[5]][l] = y3;
+    }
+}
+
+/* Index sets: tile column b / row a of a 6x6 (or 4-row, 6-column) block stored row by row. */
+static const int COL6[6][6] = {{0, 6, 12, 18, 24, 30}, {1, 7, 13, 19, 25, 31}, {2, 8, 14, 20, 26, 32},
+                               {3, 9, 15, 21, 27, 33}, {4, 10, 16, 22, 28, 34}, {5, 11, 17, 23, 29, 35}};
+static const int ROW6[6][6] = {{0, 1, 2, 3, 4, 5}, {6, 7, 8, 9, 10, 11}, {12, 13, 14, 15, 16, 17},
+                               {18, 19, 20, 21, 22, 23}, {24, 25, 26, 27, 28, 29}, {30, 31, 32, 33, 34, 35}};
+static const int COL4[4][4] = {{0, 4, 8, 12}, {1, 5, 9, 13}, {2, 6, 10, 14}, {3, 7, 11, 15}};
+static const int ROW4[6][4] = {{0, 1, 2, 3}, {4, 5, 6, 7}, {8, 9, 10, 11}, {12, 13, 14, 15}, {16, 17, 18, 19},
+                               {20, 21, 22, 23}};
+static const int COL4_OF6[6][4] = {{0, 6, 12, 18}, {1, 7, 13, 19}, {2, 8, 14, 20}, {3, 9, 15, 21},
+                                   {4, 10, 16, 22}, {5, 11, 17, 23}};   /* a 4-row, 6-column block */
+static const int COL6_OF4[4][6] = {{0, 4, 8, 12, 16, 20}, {1, 5, 9, 13, 17, 21}, {2, 6, 10, 14, 18, 22},
+                                   {3, 7, 11, 15, 19, 23}};             /* a 6-row, 4-column block */
+
+static inline void input_tile(const float *x, int64_t height, int64_t width, int64_t C, const float *scale,
+                              int64_t ti, int64_t tj, int64_t c0, int n, float *out, int64_t k_step) {
+    float d[36][LANES], t[36][LANES];
+    for (int a = 0; a < 6; a++)
+        for (int b = 0; b < 6; b++) {
+            int64_t r = 4 * ti + a - 1, q = 4 * tj + b - 1;
+            float *dst = d[6 * a + b];
+            if (r >= 0 && r < height && q >= 0 && q < width) {
+                const float *src = x + (r * width + q) * C + c0;
+                for (int l = 0; l < n; l++) dst[l] = src[l] * (scale ? scale[c0 + l] : 1.f);
+            } else {
+                for (int l = 0; l < n; l++) dst[l] = 0.f;
             }
         }
+    for (int b = 0; b < 6; b++) input_step(d, t, COL6[b], n);   /* t = B^T d */
+    for (int a = 0; a < 6; a++) input_step(t, d, ROW6[a], n);   /* d = t B */
+    for (int k = 0; k < 36; k++)
+        for (int l = 0; l < n; l++) out[k * k_step + c0 + l] = d[k][l];
+}
+
+void sgh_winograd_input(const float *x, int64_t height, int64_t width, int64_t channels, const float *scale,
+                        float *v, int threads) {
+    const int64_t tiles_h = (height + 3) / 4, tiles_w = (width + 3) / 4, k_step = tiles_h * tiles_w * channels;
+    _Pragma("omp parallel for collapse(2) num_threads(threads) schedule(static)")
+    for (int64_t ti = 0; ti < tiles_h; ti++)
+        for (int64_t tj = 0; tj < tiles_w; tj++) {
+            float *out = v + (ti * tiles_w + tj) * channels;
+            int64_t c0 = 0;
+            for (; c0 + LANES <= channels; c0 += LANES)   /* LANES constant: whole vectors */
+                input_tile(x, height, width, channels, scale, ti, tj, c0, LANES, out, k_step);
+            if (c0 < channels)
+                input_tile(x, height, width, channels, scale, ti, tj, c0, (int)(channels - c0), out, k_step);
+        }
+}
+
+static inline void output_tile(const float *m, int64_t height, int64_t width, int64_t C, float *y,
+                               const epilogue_t *e, int64_t ti, int64_t tj, int64_t c0, int n, int64_t k_step) {
+    float s[36][LANES], r[24][LANES];
+    for (int k = 0; k < 36; k++)
+        for (int l = 0; l < n; l++) s[k][l] = m[k * k_step + c0 + l];
+    for (int b = 0; b < 6; b++) output_step(s, r, COL6[b], COL4_OF6[b], n);   /* r = A^T s, 4 x 6 */
+    for (int a = 0; a < 4; a++) output_step(r, s, ROW6[a], ROW4[a], n);       /* s = r A, 4 x 4 */
+    for (int p = 0; p < 16; p++) {
+        int64_t row = 4 * ti + p / 4, col = 4 * tj + p % 4;
+        if (row >= height || col >= width) continue;
+        int64_t pixel = row * width + col;
+        float noise = e->noise ? e->noise[pixel] * e->noise_gain : 0.f;
+        float *dst = y + pixel * C + c0;
+        for (int l = 0; l < n; l++)
+            dst[l] = finish(s[p][l], e->scale[c0 + l], noise, e->bias[c0 + l], e->alpha, e->leaky, e->lo, e->hi);
     }
-    free(zeros);
-    return 0;
 }
 
 void sgh_winograd_output(const float *m, int64_t height, int64_t width, int64_t channels, float *y,
                          const float *scale, const float *noise, float noise_gain, const float *bias, float alpha,
                          int leaky, float lo, float hi, int threads) {
-    const int64_t tiles_w = width / 2, tiles = height / 2 * tiles_w, C = channels;
-    _Pragma("omp parallel for num_threads(threads) schedule(static)")
-    for (int64_t ti = 0; ti < height / 2; ti++) {
+    const int64_t tiles_h = (height + 3) / 4, tiles_w = (width + 3) / 4, k_step = tiles_h * tiles_w * channels;
+    const epilogue_t e = {scale, noise, bias, noise_gain, alpha, lo, hi, leaky};
+    _Pragma("omp parallel for collapse(2) num_threads(threads) schedule(static)")
+    for (int64_t ti = 0; ti < tiles_h; ti++)
         for (int64_t tj = 0; tj < tiles_w; tj++) {
-            const float *in = m + (ti * tiles_w + tj) * C;
-            const int64_t k_step = tiles * C;
-            int64_t pixel[4];
-            float nv[4];
-            for (int p = 0; p < 4; p++) {
-                pixel[p] = (2 * ti + p / 2) * width + 2 * tj + p % 2;
-                nv[p] = noise ? noise[pixel[p]] * noise_gain : 0.f;
-            }
-            _Pragma("omp simd")
-            for (int64_t c = 0; c < C; c++) {
-                float r[8];
-                for (int b = 0; b < 4; b++) {   /* rows: r = A^T M */
-                    float m0 = in[b * k_step + c], m1 = in[(4 + b) * k_step + c];
-                    float m2 = in[(8 + b) * k_step + c], m3 = in[(12 + b) * k_step + c];
-                    r[b] = m0 + m1 + m2;
-                    r[4 + b] = m1 - m2 - m3;
-                }
-                float o[4] = {r[0] + r[1] + r[2], r[1] - r[2] - r[3], r[4] + r[5] + r[6], r[5] - r[6] - r[7]};
-                for (int p = 0; p < 4; p++)
-                    y[pixel[p] * C + c] = finish(o[p], scale[c], nv[p], bias[c], alpha, leaky, lo, hi);
-            }
+            const float *in = m + (ti * tiles_w + tj) * channels;
+            int64_t c0 = 0;
+            for (; c0 + LANES <= channels; c0 += LANES)
+                output_tile(in, height, width, channels, y, &e, ti, tj, c0, LANES, k_step);
+            if (c0 < channels)
+                output_tile(in, height, width, channels, y, &e, ti, tj, c0, (int)(channels - c0), k_step);
+        }
+}
+
+static inline void adjoint_tile(const float *dy, int64_t height, int64_t width, int64_t C, int64_t ti,
+                                int64_t tj, int64_t c0, int n, float *out, int64_t k_step) {
+    float g[16][LANES], t[24][LANES], u[36][LANES];
+    for (int p = 0; p < 16; p++) {
+        int64_t row = 4 * ti + p / 4, col = 4 * tj + p % 4;
+        if (row < height && col < width) {
+            const float *src = dy + (row * width + col) * C + c0;
+            for (int l = 0; l < n; l++) g[p][l] = src[l];
+        } else {
+            for (int l = 0; l < n; l++) g[p][l] = 0.f;
         }
     }
+    for (int b = 0; b < 4; b++) adjoint_step(g, t, COL4[b], COL6_OF4[b], n);   /* t = A g, 6 x 4 */
+    for (int a = 0; a < 6; a++) adjoint_step(t, u, ROW4[a], ROW6[a], n);       /* u = t A^T, 6 x 6 */
+    for (int k = 0; k < 36; k++)
+        for (int l = 0; l < n; l++) out[k * k_step + c0 + l] = u[k][l];
+}
+
+void sgh_winograd_output_adjoint(const float *dy, int64_t height, int64_t width, int64_t channels, float *dm,
+                                 int threads) {
+    const int64_t tiles_h = (height + 3) / 4, tiles_w = (width + 3) / 4, k_step = tiles_h * tiles_w * channels;
+    _Pragma("omp parallel for collapse(2) num_threads(threads) schedule(static)")
+    for (int64_t ti = 0; ti < tiles_h; ti++)
+        for (int64_t tj = 0; tj < tiles_w; tj++) {
+            float *out = dm + (ti * tiles_w + tj) * channels;
+            int64_t c0 = 0;
+            for (; c0 + LANES <= channels; c0 += LANES)
+                adjoint_tile(dy, height, width, channels, ti, tj, c0, LANES, out, k_step);
+            if (c0 < channels)
+                adjoint_tile(dy, height, width, channels, ti, tj, c0, (int)(channels - c0), out, k_step);
+        }
 }
 
 /* One output value of the 2x upsampling along a row: two taps of `row` (zeros outside). */

@@ -1,12 +1,13 @@
-"""Fused CPU kernels for StyleGAN2's inference path (``cpu_kernels.c``), built at first use.
+"""Fused CPU kernels for StyleGAN2's layers (``cpu_kernels.c``), built at first use.
 
 On the largest maps the fast path's remaining cost was passes over memory: scale, noise,
 bias, activation and clamp each read and wrote the whole map, and the upsampling layers'
 filter once more. ``epilogue_`` does the first five in one pass and ``fir_epilogue`` the
 filter and them in one (``fir_epilogue_phases`` reading a transposed convolution from its
 four phase convolutions); ``upsample2x`` is the image's 2x upsampling; and
-``winograd_conv3x3`` runs a float32 3x3 convolution as Winograd F(2x2, 3x3), its tile
-transforms here and its 16 products as one ``torch.bmm``, with 2.25x less arithmetic.
+``winograd_conv3x3`` runs a float32 3x3 convolution as Winograd F(4x4, 3x3), its tile
+transforms here and its 36 products as one ``torch.bmm``, with 4x less arithmetic
+(``winograd_tiles`` and ``winograd_output_adjoint`` give ``winograd_conv`` its gradients).
 
 The C source is compiled once per machine with the system's C compiler (``$CC``, else
 ``cc``) for this CPU (``-march=native``, OpenMP where the compiler has it), and the library
@@ -26,12 +27,13 @@ import subprocess
 import tempfile
 import threading
 import warnings
-import weakref
 from typing import Optional, Sequence, Tuple
 
 import torch
 
 from dnnlib import downloads
+
+from . import derived
 
 _ENV = 'STYLEGAN_HUMAN_CPU_KERNELS'
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cpu_kernels.c')
@@ -131,9 +133,11 @@ def _declare(library):
         getattr(library, f'sgh_fir_epilogue_phases_{suffix}').argtypes = [ptr] * 4 + [i64, i64] + fir
         getattr(library, f'sgh_fir_epilogue_phases_{suffix}').restype = i32
     library.sgh_winograd_input.argtypes = [ptr, i64, i64, i64, ptr, ptr, i32]
-    library.sgh_winograd_input.restype = i32
+    library.sgh_winograd_input.restype = None
     library.sgh_winograd_output.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr, f32, ptr, f32, i32, f32, f32, i32]
     library.sgh_winograd_output.restype = None
+    library.sgh_winograd_output_adjoint.argtypes = [ptr, i64, i64, i64, ptr, i32]
+    library.sgh_winograd_output_adjoint.restype = None
     library.sgh_upsample2x.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, i32]
     library.sgh_upsample2x.restype = i32
 
@@ -283,45 +287,98 @@ def _call_fir(library, sources, size, out, taps_y, taps_x, pad, scale, noise, no
         raise MemoryError('out of memory in the fused filter kernel')
 
 
-# Winograd F(2x2, 3x3)'s kernel transform G (the input and output transforms are in the C source).
-_WINOGRAD_G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+# Winograd F(4x4, 3x3)'s kernel transform G (the input and output transforms are in the C
+# source); one kernel's 3x3 taps (row by row) become its 36 transformed values by the Kronecker
+# product G (x) G, and the same matrix, its taps reversed, transforms the kernel that the input's
+# gradient is convolved with.
+_WINOGRAD_G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                            [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=torch.float64)
+_WINOGRAD_TAPS = torch.kron(_WINOGRAD_G, _WINOGRAD_G).float()          # [36, 9]
+_WINOGRAD_TAPS_REVERSED = _WINOGRAD_TAPS.flip(1).contiguous()
+WINOGRAD_POSITIONS = 36
 
 
 def winograd_kernel(kernel: torch.Tensor) -> torch.Tensor:
-    """The transformed 3x3 ``kernel`` [O, I, 3, 3] (correlation taps) that ``winograd_conv3x3``
-    multiplies by: [16, I, O], float32."""
-    g = _WINOGRAD_G.to(torch.float64)
-    return torch.einsum('ak,oikl,bl->abio', g, kernel.detach().double(), g).reshape(16, *kernel.shape[1::-1]).float()
+    """The transformed 3x3 ``kernel`` [O, I, 3, 3] (correlation taps, float32) that
+    ``winograd_conv3x3`` multiplies by: [36, I, O] (a strided view; a channels-last kernel is
+    read without a copy)."""
+    return torch.matmul(_WINOGRAD_TAPS, _taps_last(kernel)).permute(1, 2, 0)
+
+
+def winograd_kernel_for_input_gradient(kernel: torch.Tensor) -> torch.Tensor:
+    """``winograd_kernel`` of the kernel that carries an output gradient back to the input (``kernel``
+    with its taps reversed and its two channel axes swapped): [36, O, I]."""
+    return torch.matmul(_WINOGRAD_TAPS_REVERSED, _taps_last(kernel)).transpose(0, 1)
+
+
+def winograd_kernel_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """The gradient of a kernel [O, I, 3, 3] from the gradient of its transform, given as [36, O, I]:
+    channels-last, as the layers keep their weights."""
+    out_channels, in_channels = grad.shape[1:]
+    taps = torch.matmul(_WINOGRAD_TAPS.t(), grad.transpose(0, 1))          # [O, 9, I]
+    return taps.view(out_channels, 3, 3, in_channels).permute(0, 3, 1, 2)
+
+
+def _taps_last(kernel):
+    """[O, I, 3, 3] as [O, 9, I] (a view of a channels-last float32 kernel)."""
+    return kernel.float().permute(0, 2, 3, 1).reshape(kernel.shape[0], 9, kernel.shape[1])
+
+
+def winograd_tiles(x: torch.Tensor) -> Optional[torch.Tensor]:
+    """The transformed input tiles of one float32 channels-last map [1, C, H, W]: [36, tiles, C],
+    or None where the kernels do not apply."""
+    library = _load()
+    if library is None or not _fits(x) or x.dtype != torch.float32:
+        return None
+    channels, height, width = x.shape[1:]
+    tiles = torch.empty([WINOGRAD_POSITIONS, _winograd_tile_count(height, width), channels])
+    library.sgh_winograd_input(x.data_ptr(), height, width, channels, None, tiles.data_ptr(), torch.get_num_threads())
+    return tiles
+
+
+def winograd_output_adjoint(grad: torch.Tensor) -> Optional[torch.Tensor]:
+    """An output gradient [1, O, H, W] (float32, channels-last) carried back through the output
+    transform: the gradient of the 36 products, [36, tiles, O]; None where the kernels do not apply."""
+    library = _load()
+    if library is None or not _fits(grad) or grad.dtype != torch.float32:
+        return None
+    channels, height, width = grad.shape[1:]
+    products = torch.empty([WINOGRAD_POSITIONS, _winograd_tile_count(height, width), channels])
+    library.sgh_winograd_output_adjoint(grad.data_ptr(), height, width, channels, products.data_ptr(),
+                                        torch.get_num_threads())
+    return products
+
+
+def _winograd_tile_count(height, width):
+    return (height + 3) // 4 * ((width + 3) // 4)
 
 
 def winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, in_scale: Optional[torch.Tensor],
                      scale: Optional[torch.Tensor], noise: Optional[torch.Tensor], noise_gain: float,
                      bias: Optional[torch.Tensor], alpha: Optional[float],
                      clamp: Optional[float]) -> Optional[torch.Tensor]:
-    """``epilogue(conv2d(x * in_scale, kernel, padding=1))`` for a float32 map of even height and
-    width, ``transformed`` = ``winograd_kernel(kernel)``; the epilogue's arguments as in
-    ``epilogue_``. A new channels-last map, or None where the kernels do not apply.
+    """``epilogue(conv2d(x * in_scale, kernel, padding=1))`` for a float32 map, ``transformed`` =
+    ``winograd_kernel(kernel)``; the epilogue's arguments as in ``epilogue_``. A new
+    channels-last map, or None where the kernels do not apply.
 
-    16 matrix products of [tiles, I] @ [I, O] replace the convolution's 36 taps per 2x2 pixels:
-    2.25x less arithmetic, at the price of two passes over 4x the map's size in transforms
-    (which is why only wide layers gain)."""
+    36 matrix products of [tiles, I] @ [I, O] replace the convolution's 144 taps per 4x4
+    pixels: 4x less arithmetic, at the price of two passes over 2.25x the map's size in
+    transforms (which is why only wide layers gain)."""
     library = _load()
-    if library is None or not _fits(x) or x.dtype != torch.float32 or x.shape[2] % 2 or x.shape[3] % 2:
+    if library is None or not _fits(x) or x.dtype != torch.float32:
         return None
     in_channels, height, width = x.shape[1:]
     out_channels = transformed.shape[2]
-    if transformed.shape != (16, in_channels, out_channels) or transformed.dtype != torch.float32:
+    if transformed.shape != (WINOGRAD_POSITIONS, in_channels, out_channels) or transformed.dtype != torch.float32:
         return None
     in_scale, scale = _vector(in_scale, in_channels, 1.0), _vector(scale, out_channels, 1.0)
     bias, noise = _vector(bias, out_channels, 0.0), _vector(noise, height * width)
     if in_scale is False or scale is False or bias is False or noise is False:
         return None
     threads = torch.get_num_threads()
-    tiles = torch.empty([16, height // 2 * (width // 2), in_channels])
-    if library.sgh_winograd_input(x.data_ptr(), height, width, in_channels, in_scale.data_ptr(), tiles.data_ptr(),
-                                  threads):
-        raise MemoryError('out of memory in the Winograd input kernel')
-    products = torch.bmm(tiles, transformed.contiguous())
+    tiles = torch.empty([WINOGRAD_POSITIONS, _winograd_tile_count(height, width), in_channels])
+    library.sgh_winograd_input(x.data_ptr(), height, width, in_channels, in_scale.data_ptr(), tiles.data_ptr(), threads)
+    products = torch.bmm(tiles, transformed)
     del tiles
     out = torch.empty([1, out_channels, height, width], memory_format=torch.channels_last)
     library.sgh_winograd_output(products.data_ptr(), height, width, out_channels, out.data_ptr(), scale.data_ptr(),
@@ -343,7 +400,7 @@ def upsample2x(x: torch.Tensor, f: torch.Tensor, padding: Sequence[int], gain: f
     pad_x0, pad_x1, pad_y0, pad_y1 = padding
     batch, channels, height, width = x.shape
     out_h, out_w = 2 * height + pad_y0 + pad_y1 - TAPS + 1, 2 * width + pad_x0 + pad_x1 - TAPS + 1
-    tables = _per_filter(f, ('polyphase', float(gain), flip_filter, pad_y0, pad_x0), lambda: _polyphase_tables(
+    tables = derived.derived(f, ('polyphase', float(gain), flip_filter, pad_y0, pad_x0), lambda: _polyphase_tables(
         separable_taps(f.flip([0, 1]) if flip_filter else f, gain), pad_y0, pad_x0))
     if tables is None or out_h < 1 or out_w < 1:
         return None
@@ -374,27 +431,10 @@ def _polyphase(taps, pad):
     return torch.tensor(weights), torch.tensor(offsets, dtype=torch.int32)
 
 
-# What is derived from a filter tensor, kept while it lives unchanged: the layers pass the same
-# buffer every call, and deriving costs more than the small layers' kernels (45-150 us).
-_filter_cache = {}
-_FILTER_CACHE_SIZE = 256   # filters made afresh on every call must not grow it without bound
-
-
-def _per_filter(f, what, compute):
-    key = (id(f), f._version, what)
-    entry = _filter_cache.get(key)
-    if entry is None or entry[0]() is not f:
-        if len(_filter_cache) >= _FILTER_CACHE_SIZE:
-            _filter_cache.clear()
-        entry = (weakref.ref(f), compute())
-        _filter_cache[key] = entry
-    return entry[1]
-
-
 def separable_taps(f: torch.Tensor, gain: float = 1.0) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """Correlation taps (rows, columns) whose outer product is the square convolution filter
     ``f * gain`` flipped, as ``upfirdn2d`` applies it; None if ``f`` is not square and rank one."""
-    return _per_filter(f, ('separable', float(gain)), lambda: _separable_taps(f, gain))
+    return derived.derived(f, ('separable', float(gain)), lambda: _separable_taps(f, gain))
 
 
 def _separable_taps(f, gain):

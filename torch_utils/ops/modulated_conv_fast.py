@@ -19,7 +19,7 @@ the same function with fewer, cheaper steps:
 - where the fused C kernels are built (``cpu_kernels``): that epilogue is one pass, the
   upsampling filter runs with it (on large maps reading the transposed convolution as
   four phase convolutions), and float32 3x3 layers of 128+ channels run as Winograd
-  F(2x2, 3x3) with the styles and the epilogue inside its transforms.
+  F(4x4, 3x3) with the styles and the epilogue inside its transforms.
 
 Used only when nothing needs gradients (``torch.is_grad_enabled()`` false or
 no input requires grad), for float32 on the CPU (or bfloat16 activations under
@@ -28,14 +28,13 @@ convolution accumulates in float32), in the fast ops mode; every other case
 runs the reference.
 """
 
-import weakref
 from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 
 from .. import layout
-from . import cpu_kernels, ops_mode, transposed_conv, upfirdn2d
+from . import cpu_kernels, derived, ops_mode, transposed_conv, upfirdn2d, winograd_conv
 from .upfirdn2d import _get_filter_size
 
 _FOLDABLE_ACTIVATIONS = ('lrelu', 'linear')  # act(x) * g == act(g * x) for g > 0
@@ -117,13 +116,9 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
 
 
 def _winograd_pays(x, weight, up, padding):
-    """Whether a 3x3 layer without upsampling runs as Winograd F(2x2, 3x3) (float32): where
-    both sides have 128 or more channels (measured: 1.4x-2.3x faster a layer, from 128 channels
-    at 256x128 to 512 at 32x16; a tie at 64 channels, where the transforms' passes over the
-    large map cost what the products save)."""
-    return (up == 1 and tuple(weight.shape[2:]) == (3, 3) and padding == 1 and x.dtype == torch.float32
-            and min(weight.shape[:2]) >= 128 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
-            and cpu_kernels.applies(x))
+    """Whether a 3x3 layer without upsampling runs as Winograd F(4x4, 3x3) (float32): where
+    ``winograd_conv.pays`` (128 or more channels both sides, 32x16 pixels or more)."""
+    return up == 1 and padding == 1 and winograd_conv.pays(x, weight) and cpu_kernels.applies(x)
 
 
 def _phases_pay(x, weight, kernel_scale, up, crop, taps):
@@ -219,45 +214,32 @@ def _modulating_activations_is_cheaper(x, weight, up):
     return x.numel() + out_elements < weight.numel()
 
 
-# Tensors derived from a weight, kept while the weight lives and is unchanged (an in-place
-# update bumps the version). Only for weights that need no gradient: they carry no graph.
-# Keyed by id: tensors compare elementwise, so they cannot be dictionary keys themselves.
-_derived = {}
-
-
 def _prepared(weight, kind, dtype=None, flip=False):
     """``weight``'s ``kind`` form: 'weight_sq' (sum of squares over the taps, [O, I], float32),
     'conv' ([O, I, k, k]), 'conv_transposed' ([I, O, k, k]), 'phases' (the four kernels of
     ``_phase_kernels``), 'winograd' (``cpu_kernels.winograd_kernel``, float32), ('packed',
     input shape) ('conv' packed for oneDNN) or ('packed_phases', input shape), taps flipped
     if ``flip``, channels-last in ``dtype``."""
-    entry = _derived.get(id(weight))
-    if entry is None or entry[0]() is not weight or entry[1] != weight._version:
-        # The table is bound now: at interpreter exit the module's globals may already be gone.
-        forget = lambda _, key=id(weight), table=_derived: table.pop(key, None)  # noqa: E731
-        entry = (weakref.ref(weight, forget), weight._version, {})
-        _derived[id(weight)] = entry
-    key = (kind, dtype, flip)
-    if key not in entry[2]:
-        if kind == 'weight_sq':
-            value = weight.square().sum(dim=[2, 3])
-        elif isinstance(kind, tuple) and kind[0] == 'packed':
-            kernel = _prepared(weight, 'conv', dtype, flip=flip)
-            value = _packed_kernel(kernel, kind[1], [kernel.shape[-1] // 2] * 2)
-        elif isinstance(kind, tuple) and kind[0] == 'packed_phases':
-            value = [_packed_kernel(kernel, kind[1], pad)
-                     for kernel, pad in zip(_prepared(weight, 'phases', dtype, flip=flip), _PHASE_PADDING)]
-        elif kind == 'winograd':
-            value = cpu_kernels.winograd_kernel(weight.flip([2, 3]) if flip else weight)
-        elif kind == 'phases':
-            taps = weight.flip([2, 3]) if flip else weight
-            value = [taps[:, :, rows][:, :, :, columns].to(dtype=dtype, memory_format=torch.channels_last)
-                     for rows in _PHASE_TAPS for columns in _PHASE_TAPS]
-        else:
-            value = weight if kind == 'conv' else weight.transpose(0, 1)
-            value = (value.flip([2, 3]) if flip else value).to(dtype=dtype, memory_format=torch.channels_last)
-        entry[2][key] = value
-    return entry[2][key]
+    return derived.derived(weight, (kind, dtype, flip), lambda: _derive(weight, kind, dtype, flip))
+
+
+def _derive(weight, kind, dtype, flip):
+    if kind == 'weight_sq':
+        return weight.square().sum(dim=[2, 3])
+    if isinstance(kind, tuple) and kind[0] == 'packed':
+        kernel = _prepared(weight, 'conv', dtype, flip=flip)
+        return _packed_kernel(kernel, kind[1], [kernel.shape[-1] // 2] * 2)
+    if isinstance(kind, tuple) and kind[0] == 'packed_phases':
+        return [_packed_kernel(kernel, kind[1], pad)
+                for kernel, pad in zip(_prepared(weight, 'phases', dtype, flip=flip), _PHASE_PADDING)]
+    if kind == 'winograd':
+        return cpu_kernels.winograd_kernel(weight.flip([2, 3]) if flip else weight).contiguous()
+    if kind == 'phases':
+        taps = weight.flip([2, 3]) if flip else weight
+        return [taps[:, :, rows][:, :, :, columns].to(dtype=dtype, memory_format=torch.channels_last)
+                for rows in _PHASE_TAPS for columns in _PHASE_TAPS]
+    value = weight if kind == 'conv' else weight.transpose(0, 1)
+    return (value.flip([2, 3]) if flip else value).to(dtype=dtype, memory_format=torch.channels_last)
 
 
 _packing = None   # whether oneDNN takes weights packed once (checked at first use)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import layout
-from . import modulated_conv_fast, ops_mode
+from . import modulated_conv_fast, ops_mode, winograd_conv
 from .upfirdn2d import _get_filter_size
 
 _ACTIVATIONS = ('lrelu', 'linear')
@@ -181,7 +181,7 @@ def _conv(x, kernel, bias, up, padding, resample_filter):
             bias, pixels.reshape(-1, pixels.shape[-1]), matrix).reshape(*pixels.shape[:3], -1)
         return y.permute(0, 3, 1, 2)                                      # [N, O, H, W], channels-last
     if up == 1:
-        return F.conv2d(x, kernel, bias, padding=padding)
+        return winograd_conv.conv3x3(x, kernel, bias) if padding == 1 else F.conv2d(x, kernel, bias, padding=padding)
     assert bias is None and _get_filter_size(resample_filter) != (1, 1)
     return modulated_conv_fast._upsample_conv(x, kernel, up, padding, resample_filter)
 

@@ -1,0 +1,107 @@
+"""A differentiable 3x3 convolution (padding 1) as Winograd F(4x4, 3x3), for float32 on the CPU.
+
+Gradient steps (PTI's tuning and projection, InsetGAN, training) spend most of their time in
+the wide 3x3 convolutions, forward and back. In the Winograd domain each of the three
+products is 36 matrix products with 4x less arithmetic than the direct convolution:
+
+- forward: y = output_transform(tiles(x) @ U), U the kernel's transform;
+- input gradient: the same with the output gradient and the transform of the kernel with
+  its taps reversed and its channel axes swapped;
+- kernel gradient: tiles(x)^T @ adjoint(dy), carried back through the kernel transform.
+
+The tile transforms are ``cpu_kernels``' C kernels, the products ``torch.bmm``. A second-order
+gradient (training's regularisers) goes through PyTorch's differentiable convolution gradients.
+"""
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+import torch.nn.grad
+
+from . import cpu_kernels, derived
+
+# Below this many channels (either side) the transforms' passes over 2.25x the map cost more
+# than the products save (measured per layer, forward + backward).
+MIN_CHANNELS = 128
+# Below this many pixels the kernel's transforms (three passes over 4x the kernel each step
+# when it is being optimised) cost more than the products save (a tie at 16x8, measured).
+MIN_PIXELS = 512
+
+
+def pays(x: torch.Tensor, kernel: torch.Tensor) -> bool:
+    """Whether ``conv3x3`` runs as Winograd for this input and kernel."""
+    return (x.device.type == 'cpu' and x.dtype == kernel.dtype == torch.float32 and x.ndim == 4
+            and tuple(kernel.shape[2:]) == (3, 3) and kernel.shape[1] == x.shape[1]
+            and min(kernel.shape[:2]) >= MIN_CHANNELS and x.shape[2] * x.shape[3] >= MIN_PIXELS
+            and cpu_kernels.available())
+
+
+def conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.conv2d(x, kernel, bias, padding=1)``, differentiable w.r.t. all three.
+
+    As Winograd where that pays (``pays``), channels-last; a kernel that needs no gradient has
+    its transforms made once per version of it. Elsewhere ``F.conv2d``."""
+    if not pays(x, kernel):
+        return F.conv2d(x, kernel, bias, padding=1)
+    transforms = None if kernel.requires_grad else derived.derived(kernel, 'winograd', lambda: _transforms(kernel))
+    return _Winograd3x3.apply(x, kernel, bias, transforms)
+
+
+def _transforms(kernel):
+    """The kernel's transforms for the forward pass and for the input's gradient, contiguous."""
+    return (cpu_kernels.winograd_kernel(kernel).contiguous(),
+            cpu_kernels.winograd_kernel_for_input_gradient(kernel).contiguous())
+
+
+def _per_image(function, *maps):
+    """``function`` of each image's slice of ``maps`` (the C kernels take one image at a time)."""
+    if maps[0].shape[0] == 1:
+        return function(*maps)
+    return torch.cat([function(*images) for images in zip(*(m.split(1) for m in maps))])
+
+
+class _Winograd3x3(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, kernel, bias, transforms):
+        ctx.save_for_backward(x, kernel)
+        ctx.transforms = transforms
+        x = x.detach().contiguous(memory_format=torch.channels_last)
+        forward = transforms[0] if transforms else cpu_kernels.winograd_kernel(kernel.detach())
+        values = None if bias is None else bias.detach()
+        y = _per_image(lambda image: cpu_kernels.winograd_conv3x3(image, forward, None, None, None, 1.0, values,
+                                                                  None, None), x)
+        return y.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, kernel = ctx.saved_tensors
+        needs_x, needs_kernel, needs_bias = ctx.needs_input_grad[:3]
+        grad_x = grad_kernel = None
+        if torch.is_grad_enabled():
+            # A second-order gradient (training's regularisers): differentiable ops on the saved
+            # tensors, which carry their graph here.
+            if needs_x:
+                grad_x = torch.nn.grad.conv2d_input(x.shape, kernel, grad, padding=1)
+            if needs_kernel:
+                grad_kernel = torch.nn.grad.conv2d_weight(x, kernel.shape, grad, padding=1)
+        else:
+            x = x.detach().contiguous(memory_format=torch.channels_last)
+            grad = grad.contiguous(memory_format=torch.channels_last)
+            if needs_x:
+                back = ctx.transforms[1] if ctx.transforms else \
+                    cpu_kernels.winograd_kernel_for_input_gradient(kernel.detach())
+                grad_x = _per_image(lambda g: cpu_kernels.winograd_conv3x3(g, back, None, None, None, 1.0, None,
+                                                                           None, None), grad)
+            if needs_kernel:
+                products = None   # the kernel transform's gradient [36, O, I], summed over images
+                for image, g in zip(x.split(1), grad.split(1)):
+                    adjoint = cpu_kernels.winograd_output_adjoint(g).transpose(1, 2)
+                    if products is None:
+                        products = torch.bmm(adjoint, cpu_kernels.winograd_tiles(image))
+                    else:
+                        products.baddbmm_(adjoint, cpu_kernels.winograd_tiles(image))
+                grad_kernel = cpu_kernels.winograd_kernel_gradient(products)
+        grad_bias = grad.sum(dim=[0, 2, 3]) if needs_bias else None
+        return grad_x, grad_kernel, grad_bias, None
