@@ -147,6 +147,25 @@ def test_winograd_conv3x3_matches_the_convolution(in_channels, out_channels, hei
 
 
 @needs_kernels
+@pytest.mark.parametrize('alpha, clamp', [(0.2, 0.5), (None, None), (0.2, None)])
+def test_act_backward_matches_the_pytorch_ops(alpha, clamp):
+    generator = torch.Generator().manual_seed(12)
+    out = torch.randn([2, 20, 5, 3], generator=generator).contiguous(memory_format=torch.channels_last)
+    if clamp is not None:
+        out[0, :3] = clamp                                     # the clamp cut here: nothing passes
+    grad = torch.randn(out.shape, generator=generator).contiguous(memory_format=torch.channels_last)
+    want = grad if clamp is None else torch.ops.aten.hardtanh_backward(grad, out, -clamp, clamp)
+    if alpha is not None:
+        want = torch.ops.aten.leaky_relu_backward(want, out, alpha, True)
+    got, bias, noise = cpu_kernels.act_backward(grad, out, alpha, clamp, True, True)
+    assert torch.equal(got, want) and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(bias, want.sum(dim=[0, 2, 3]))
+    torch.testing.assert_close(noise, want.sum(dim=1, keepdim=True))
+    assert cpu_kernels.act_backward(grad, out, alpha, clamp, False, False)[1:] == (None, None)
+    assert cpu_kernels.act_backward(grad.contiguous(), out, alpha, clamp, True, True) is None
+
+
+@needs_kernels
 def test_winograd_stands_aside_for_bfloat16_and_a_kernel_of_other_channels():
     transformed = cpu_kernels.winograd_kernel(torch.ones([4, 4, 3, 3]))
     args = (None, None, None, 1.0, None, None, None)

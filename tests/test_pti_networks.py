@@ -89,6 +89,24 @@ def test_lpips_matches_a_hand_computation(lpips_alex):
     assert float(lpips_alex(a, b)) == pytest.approx(total, rel=1e-5)
 
 
+def test_lpips_makes_a_fixed_targets_taps_once_per_version(lpips_alex, monkeypatch):
+    g = torch.Generator().manual_seed(4)
+    target = torch.rand(1, 3, 96, 64, generator=g) * 2 - 1
+    images = [(torch.rand(1, 3, 96, 64, generator=g) * 2 - 1).requires_grad_(True) for _ in range(3)]
+    calls = []
+    backbone = lpips_alex.net.forward
+    monkeypatch.setattr(lpips_alex.net, 'forward', lambda x: calls.append(1) or backbone(x))
+    distances = [lpips_alex(image, target) for image in images]
+    assert len(calls) == len(images) + 1                       # the target's taps once
+    for image, distance in zip(images, distances):
+        assert torch.equal(distance, lpips_alex(image, target.clone()))
+        grad, = torch.autograd.grad(distance.sum(), image)
+        assert grad.abs().sum() > 0
+    with torch.no_grad():
+        target.mul_(0.5)                                       # changed in place: its taps are made again
+    assert torch.equal(lpips_alex(images[0], target), lpips_alex(images[0], target.clone()))
+
+
 def test_lpips_vgg_builds_with_the_vgg_layout(tmp_path):
     model = LPIPS('vgg')
     keys = model.state_dict()

@@ -12,6 +12,8 @@ from typing import Dict, Mapping, Tuple
 import torch
 from torch import nn
 
+from torch_utils.ops import derived
+
 # The lpips package's input scaling (shift and scale per RGB channel, for [-1, 1] inputs).
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
@@ -81,13 +83,22 @@ class LPIPS(nn.Module):
 
     def forward(self, x, y):
         """LPIPS distance between images in [-1, 1]: [N, 1, 1, 1]."""
-        taps_x = self.net((x - self.shift) / self.scale)
-        taps_y = self.net((y - self.shift) / self.scale)
         total = 0
-        for k, (fx, fy) in enumerate(zip(taps_x, taps_y)):
-            diff = (unit_normalize(fx) - unit_normalize(fy)).square()
-            total = total + getattr(self, f'lin{k}')(diff).mean(dim=(2, 3), keepdim=True)
+        for k, (fx, fy) in enumerate(zip(self._normalized_taps(x), self._normalized_taps(y))):
+            total = total + getattr(self, f'lin{k}')((fx - fy).square()).mean(dim=(2, 3), keepdim=True)
         return total
+
+    def _normalized_taps(self, image):
+        """The backbone's five unit-normalised taps of ``image``. An image that needs no gradient
+        (the target an optimisation compares against at every step) has them made once per
+        version of it and of the weights."""
+        def taps():
+            return [unit_normalize(tap) for tap in self.net((image - self.shift) / self.scale)]
+        if torch.is_grad_enabled() and (image.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return taps()
+        weights = tuple((id(p), p._version) for p in self.parameters())
+        with torch.no_grad():
+            return derived.derived(image, ('lpips taps', id(self), weights), taps)
 
     def load_published(self, backbone, lin):
         """Copy torchvision backbone weights and lpips linear weights (state dicts) in, checking every shape."""

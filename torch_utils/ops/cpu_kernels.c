@@ -12,6 +12,10 @@
                         Y[2i + a, 2j + b] = phase_ab[i, j], so it is never interleaved in memory.
 
    For float32 only:
+   sgh_act_backward     the epilogue's gradient from its output `out` (as NVIDIA's kernel computes
+                        it): grad_in = grad * act'(out) where lo < out < hi, else 0; and, where
+                        not NULL, grad_bias[c] = sum over pixels of grad_in and grad_noise[p] = sum
+                        over channels of grad_in.
    sgh_winograd_input   a 3x3 convolution (padding 1) as Winograd F(4x4, 3x3), whose 36
    sgh_winograd_output  matrix products PyTorch runs in between (cpu_kernels.winograd_conv3x3):
                         V[k, tile, c] = (B^T d B)[k] * scale[c] of each 6x6 input tile d, then
@@ -210,6 +214,39 @@ int sgh_fir_epilogue_phases_##SUFFIX(const T *p00, const T *p01, const T *p10, c
 
 DEFINE_KERNELS(f32, float, load_f32, store_f32)
 DEFINE_KERNELS(bf16, uint16_t, load_bf16, store_bf16)
+
+int sgh_act_backward(const float *grad, const float *out, int64_t pixels, int64_t channels, float alpha, int leaky,
+                     float lo, float hi, float *grad_in, float *grad_bias, float *grad_noise, int threads) {
+    const int64_t C = channels;
+    double *partial = NULL;   /* each thread's bias sums */
+    if (grad_bias && !(partial = calloc((size_t)(threads * C), sizeof(double)))) return 1;
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")
+    for (int t = 0; t < threads; t++) {
+        double *sums = partial ? partial + t * C : NULL;
+        for (int64_t p = pixels * t / threads; p < pixels * (t + 1) / threads; p++) {
+            const float *g = grad + p * C, *o = out + p * C;
+            float *d = grad_in + p * C, pixel_sum = 0.f;
+            _Pragma("omp simd reduction(+:pixel_sum)")
+            for (int64_t c = 0; c < C; c++) {
+                float v = o[c], slope = leaky && !(v > 0.f) ? alpha : 1.f;
+                d[c] = v > lo && v < hi ? g[c] * slope : 0.f;
+                pixel_sum += d[c];
+            }
+            if (sums)
+                for (int64_t c = 0; c < C; c++) sums[c] += d[c];
+            if (grad_noise) grad_noise[p] = pixel_sum;
+        }
+    }
+    if (grad_bias) {
+        for (int64_t c = 0; c < C; c++) {
+            double total = 0.0;
+            for (int t = 0; t < threads; t++) total += partial[t * C + c];
+            grad_bias[c] = (float)total;
+        }
+        free(partial);
+    }
+    return 0;
+}
 
 /* Winograd F(4x4, 3x3), after Lavin and Gray (interpolation points 0, +-1, +-2 and infinity):
    for a 6x6 input tile d and a 3x3 kernel g the 4x4 correlation output is

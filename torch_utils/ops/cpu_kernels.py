@@ -136,6 +136,8 @@ def _declare(library):
     library.sgh_winograd_input.restype = None
     library.sgh_winograd_output.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr, f32, ptr, f32, i32, f32, f32, i32]
     library.sgh_winograd_output.restype = None
+    library.sgh_act_backward.argtypes = [ptr, ptr, i64, i64, f32, i32, f32, f32, ptr, ptr, ptr, i32]
+    library.sgh_act_backward.restype = i32
     library.sgh_winograd_output_adjoint.argtypes = [ptr, i64, i64, i64, ptr, i32]
     library.sgh_winograd_output_adjoint.restype = None
     library.sgh_upsample2x.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, i32]
@@ -285,6 +287,30 @@ def _call_fir(library, sources, size, out, taps_y, taps_x, pad, scale, noise, no
                       int(alpha is not None), *_bounds(clamp), torch.get_num_threads())
     if failed:
         raise MemoryError('out of memory in the fused filter kernel')
+
+
+def act_backward(grad: torch.Tensor, out: torch.Tensor, alpha: Optional[float], clamp: Optional[float],
+                 bias_grad: bool, noise_grad: bool) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor],
+                                                                        Optional[torch.Tensor]]]:
+    """The gradient of ``epilogue_``'s bias, noise, activation and clamp, from its output ``out``:
+    (gradient of its input, of the bias [C] if ``bias_grad``, of the noise [N, 1, H, W] if
+    ``noise_grad``); ``alpha`` None for a linear activation. One pass; None where the kernels
+    do not apply (float32 channels-last maps of the same shape outside autograd only)."""
+    library = _load()
+    if (library is None or grad.dtype != torch.float32 or out.dtype != torch.float32 or grad.shape != out.shape
+            or grad.ndim != 4 or grad.requires_grad or out.requires_grad
+            or not grad.is_contiguous(memory_format=torch.channels_last)
+            or not out.is_contiguous(memory_format=torch.channels_last)):
+        return None
+    batch, channels, height, width = grad.shape
+    grad_in = torch.empty_like(grad, memory_format=torch.channels_last)
+    grad_bias = torch.empty([channels]) if bias_grad else None
+    grad_noise = torch.empty([batch, 1, height, width]) if noise_grad else None
+    if library.sgh_act_backward(grad.data_ptr(), out.data_ptr(), batch * height * width, channels, float(alpha or 0.0),
+                                int(alpha is not None), *_bounds(clamp), grad_in.data_ptr(), _pointer(grad_bias),
+                                _pointer(grad_noise), torch.get_num_threads()):
+        raise MemoryError('out of memory in the activation gradient kernel')
+    return grad_in, grad_bias, grad_noise
 
 
 # Winograd F(4x4, 3x3)'s kernel transform G (the input and output transforms are in the C

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import layout
-from . import modulated_conv_fast, ops_mode, winograd_conv
+from . import cpu_kernels, modulated_conv_fast, ops_mode, winograd_conv
 from .upfirdn2d import _get_filter_size
 
 _ACTIVATIONS = ('lrelu', 'linear')
@@ -220,10 +220,17 @@ class NoiseBiasActClamp(torch.autograd.Function):
         # The image's gradient arrives contiguous; channels-last from here on keeps every
         # convolution's backward pass (and the ones below) in the layout they run fastest in.
         grad = grad.contiguous(memory_format=torch.channels_last)
+        needs_bias, needs_noise = ctx.needs_input_grad[1:3]
+        fused = None if torch.is_grad_enabled() else cpu_kernels.act_backward(
+            grad, out, alpha if activation == 'lrelu' else None, clamp, needs_bias, needs_noise)
+        if fused is not None:   # one pass over the maps
+            grad, grad_bias, grad_noise = fused
+            return grad, grad_bias, None if grad_noise is None else grad_noise.sum_to_size(noise_shape), \
+                None, None, None
         if clamp is not None:
             grad = torch.ops.aten.hardtanh_backward(grad, out, -clamp, clamp)
         if activation == 'lrelu':
             grad = torch.ops.aten.leaky_relu_backward(grad, out, alpha, True)
-        grad_bias = grad.sum(dim=[0, 2, 3]) if ctx.needs_input_grad[1] else None
-        grad_noise = grad.sum_to_size(noise_shape) if ctx.needs_input_grad[2] else None
+        grad_bias = grad.sum(dim=[0, 2, 3]) if needs_bias else None
+        grad_noise = grad.sum_to_size(noise_shape) if needs_noise else None
         return grad, grad_bias, grad_noise, None, None, None
