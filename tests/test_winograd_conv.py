@@ -12,8 +12,8 @@ pytestmark = pytest.mark.skipif(not cpu_kernels.available(), reason='no C compil
 @pytest.fixture
 def everywhere(monkeypatch):
     """Winograd at every size (the thresholds are for speed, not correctness)."""
-    monkeypatch.setattr(winograd_conv, 'MIN_CHANNELS', 1)
-    monkeypatch.setattr(winograd_conv, 'MIN_PIXELS', 1)
+    for name in ('MIN_CHANNELS', 'MIN_PIXELS', 'INFERENCE_MIN_CHANNELS', 'INFERENCE_MIN_PIXELS'):
+        monkeypatch.setattr(winograd_conv, name, 1)
 
 
 def _inputs(batch, in_channels, out_channels, height, width, seed=0):
@@ -77,11 +77,14 @@ def test_second_order_gradients_equal_the_direct_convolutions(everywhere):
 
 def test_where_it_does_not_pay_the_direct_convolution_runs():
     x, kernel, bias, _ = _inputs(1, 16, 16, 32, 32)
-    assert not winograd_conv.pays(x, kernel)                             # 16 channels: too few
+    assert not winograd_conv.pays(x, kernel, inference=True)            # 16 channels: too few
     assert torch.equal(winograd_conv.conv3x3(x, kernel, bias), F.conv2d(x, kernel, bias, padding=1))
     wide = torch.zeros([1, 128, 32, 16]), torch.zeros([128, 128, 3, 3])
     assert winograd_conv.pays(*wide)
-    assert not winograd_conv.pays(wide[0][:, :, :16, :16], wide[1])          # 256 pixels: too few
+    assert not winograd_conv.pays(wide[0][:, :, :16, :16], wide[1])          # 256 pixels: too few to
+    assert winograd_conv.pays(wide[0][:, :, :16, :16], wide[1], inference=True)   # transform each call
+    assert not winograd_conv.pays(wide[0][:, :64], wide[1][:64, :64])        # 64 channels: in inference only
+    assert winograd_conv.pays(wide[0][:, :64], wide[1][:64, :64], inference=True)
     assert not winograd_conv.pays(wide[0].bfloat16(), wide[1].bfloat16())
     assert not winograd_conv.pays(wide[0], torch.zeros([128, 128, 1, 1]))
 
