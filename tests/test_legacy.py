@@ -129,7 +129,11 @@ def test_trusted_path_loads_our_pickle_in_fresh_process(fixtures_dir, tmp_path, 
     out = tmp_path / 'images.npy'
     subprocess.run([sys.executable, '-c', TRUSTED_SCRIPT, str(ROOT), str(tmp_path / 'ours.pkl'), str(out)],
                    check=True, cwd=tmp_path)
-    np.testing.assert_array_equal(np.load(out), _images(G))
+    # The same images, up to float rounding: in about one run in seven a few StyleGAN3-R pixels
+    # (3 of 12288) lying on a rounding edge came out one level apart between the two processes.
+    got, want = np.load(out).astype(np.int16), _images(G).astype(np.int16)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1
+    assert np.count_nonzero(got != want) <= got.size // 1000
 
 
 @pytest.mark.parametrize('content, message', [

@@ -149,15 +149,19 @@ class FullyConnectedLayer(torch.nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x):
-        w = self.weight.to(x.dtype) * self.weight_gain
+        w = self.weight.to(x.dtype)
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
             if self.bias_gain != 1:
                 b = b * self.bias_gain
+        # The weight gain goes into the product (or onto the input when that is smaller) rather than
+        # onto the weight: a pass over a 512x512 weight on every call adds up (25 layers per image).
         if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act.bias_act(x.matmul(w.t()), b, act=self.activation)
+            return torch.addmm(b.unsqueeze(0), x, w.t(), alpha=self.weight_gain)
+        if x.numel() <= w.numel():
+            return bias_act.bias_act((x * self.weight_gain).matmul(w.t()), b, act=self.activation)
+        return bias_act.bias_act(x.matmul((w * self.weight_gain).t()), b, act=self.activation)
 
     def extra_repr(self):
         return f'in_features={self.in_features:d}, out_features={self.out_features:d}, activation={self.activation:s}'
