@@ -155,13 +155,16 @@ class FullyConnectedLayer(torch.nn.Module):
             b = b.to(x.dtype)
             if self.bias_gain != 1:
                 b = b * self.bias_gain
-        # The weight gain goes into the product (or onto the input when that is smaller) rather than
-        # onto the weight: a pass over a 512x512 weight on every call adds up (25 layers per image).
-        if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t(), alpha=self.weight_gain)
+        # The weight gain scales the input where that is smaller than the weight: a pass over a
+        # 512x512 weight on every call adds up (25 layers per image). (Not addmm's alpha: a
+        # one-row product then rounds unlike a batch's rows.)
         if x.numel() <= w.numel():
-            return bias_act.bias_act((x * self.weight_gain).matmul(w.t()), b, act=self.activation)
-        return bias_act.bias_act(x.matmul((w * self.weight_gain).t()), b, act=self.activation)
+            x = x * self.weight_gain
+        else:
+            w = w * self.weight_gain
+        if self.activation == 'linear' and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act.bias_act(x.matmul(w.t()), b, act=self.activation)
 
     def extra_repr(self):
         return f'in_features={self.in_features:d}, out_features={self.out_features:d}, activation={self.activation:s}'
