@@ -317,6 +317,18 @@ static const int COL4_OF6[6][4] = {{0, 6, 12, 18}, {1, 7, 13, 19}, {2, 8, 14, 20
 static const int COL6_OF4[4][6] = {{0, 4, 8, 12, 16, 20}, {1, 5, 9, 13, 17, 21}, {2, 6, 10, 14, 18, 22},
                                    {3, 7, 11, 15, 19, 23}};             /* a 6-row, 4-column block */
 
+/* Runs TILE(ti, tj, c0, n) for every tile (tiles split across threads) and every block of
+   LANES channels in it: n = LANES, a constant, for the whole blocks, so that they compile to
+   whole vectors; the remainder last. */
+#define FOR_EACH_TILE_BLOCK(height, width, channels, threads, TILE)                                  \
+    _Pragma("omp parallel for collapse(2) num_threads(threads) schedule(static)")                    \
+    for (int64_t ti = 0; ti < ((height) + 3) / 4; ti++)                                              \
+        for (int64_t tj = 0; tj < ((width) + 3) / 4; tj++) {                                         \
+            int64_t c0 = 0;                                                                          \
+            for (; c0 + LANES <= (channels); c0 += LANES) TILE(ti, tj, c0, LANES);                   \
+            if (c0 < (channels)) TILE(ti, tj, c0, (int)((channels) - c0));                           \
+        }
+
 static inline void input_tile(const float *x, int64_t height, int64_t width, int64_t C, const float *scale,
                               int64_t ti, int64_t tj, int64_t c0, int n, float *out, int64_t k_step) {
     float d[36][LANES], t[36][LANES];
@@ -339,17 +351,11 @@ static inline void input_tile(const float *x, int64_t height, int64_t width, int
 
 void sgh_winograd_input(const float *x, int64_t height, int64_t width, int64_t channels, const float *scale,
                         float *v, int threads) {
-    const int64_t tiles_h = (height + 3) / 4, tiles_w = (width + 3) / 4, k_step = tiles_h * tiles_w * channels;
-    _Pragma("omp parallel for collapse(2) num_threads(threads) schedule(static)")
-    for (int64_t ti = 0; ti < tiles_h; ti++)
-        for (int64_t tj = 0; tj < tiles_w; tj++) {
-            float *out = v + (ti * tiles_w + tj) * channels;
-            int64_t c0 = 0;
-            for (; c0 + LANES <= channels; c0 += LANES)   /* LANES constant: whole vectors */
-                input_tile(x, height, width, channels, scale, ti, tj, c0, LANES, out, k_step);
-            if (c0 < channels)
-                input_tile(x, height, width, channels, scale, ti, tj, c0, (int)(channels - c0), out, k_step);
-        }
+    const int64_t tiles_w = (width + 3) / 4, k_step = (height + 3) / 4 * tiles_w * channels;
+#define TILE(ti, tj, c0, n) \
+    input_tile(x, height, width, channels, scale, ti, tj, c0, n, v + ((ti) * tiles_w + (tj)) * channels, k_step)
+    FOR_EACH_TILE_BLOCK(height, width, channels, threads, TILE)
+#undef TILE
 }
 
 static inline void output_tile(const float *m, int64_t height, int64_t width, int64_t C, float *y,
@@ -373,18 +379,12 @@ static inline void output_tile(const float *m, int64_t height, int64_t width, in
 void sgh_winograd_output(const float *m, int64_t height, int64_t width, int64_t channels, float *y,
                          const float *scale, const float *noise, float noise_gain, const float *bias, float alpha,
                          int leaky, float lo, float hi, int threads) {
-    const int64_t tiles_h = (height + 3) / 4, tiles_w = (width + 3) / 4, k_step = tiles_h * tiles_w * channels;
+    const int64_t tiles_w = (width + 3) / 4, k_step = (height + 3) / 4 * tiles_w * channels;
     const epilogue_t e = {scale, noise, bias, noise_gain, alpha, lo, hi, leaky};
-    _Pragma("omp parallel for collapse(2) num_threads(threads) schedule(static)")
-    for (int64_t ti = 0; ti < tiles_h; ti++)
-        for (int64_t tj = 0; tj < tiles_w; tj++) {
-            const float *in = m + (ti * tiles_w + tj) * channels;
-            int64_t c0 = 0;
-            for (; c0 + LANES <= channels; c0 += LANES)
-                output_tile(in, height, width, channels, y, &e, ti, tj, c0, LANES, k_step);
-            if (c0 < channels)
-                output_tile(in, height, width, channels, y, &e, ti, tj, c0, (int)(channels - c0), k_step);
-        }
+#define TILE(ti, tj, c0, n) \
+    output_tile(m + ((ti) * tiles_w + (tj)) * channels, height, width, channels, y, &e, ti, tj, c0, n, k_step)
+    FOR_EACH_TILE_BLOCK(height, width, channels, threads, TILE)
+#undef TILE
 }
 
 static inline void adjoint_tile(const float *dy, int64_t height, int64_t width, int64_t C, int64_t ti,
@@ -407,17 +407,11 @@ static inline void adjoint_tile(const float *dy, int64_t height, int64_t width, 
 
 void sgh_winograd_output_adjoint(const float *dy, int64_t height, int64_t width, int64_t channels, float *dm,
                                  int threads) {
-    const int64_t tiles_h = (height + 3) / 4, tiles_w = (width + 3) / 4, k_step = tiles_h * tiles_w * channels;
-    _Pragma("omp parallel for collapse(2) num_threads(threads) schedule(static)")
-    for (int64_t ti = 0; ti < tiles_h; ti++)
-        for (int64_t tj = 0; tj < tiles_w; tj++) {
-            float *out = dm + (ti * tiles_w + tj) * channels;
-            int64_t c0 = 0;
-            for (; c0 + LANES <= channels; c0 += LANES)
-                adjoint_tile(dy, height, width, channels, ti, tj, c0, LANES, out, k_step);
-            if (c0 < channels)
-                adjoint_tile(dy, height, width, channels, ti, tj, c0, (int)(channels - c0), out, k_step);
-        }
+    const int64_t tiles_w = (width + 3) / 4, k_step = (height + 3) / 4 * tiles_w * channels;
+#define TILE(ti, tj, c0, n) \
+    adjoint_tile(dy, height, width, channels, ti, tj, c0, n, dm + ((ti) * tiles_w + (tj)) * channels, k_step)
+    FOR_EACH_TILE_BLOCK(height, width, channels, threads, TILE)
+#undef TILE
 }
 
 /* One output value of the 2x upsampling along a row: two taps of `row` (zeros outside). */
