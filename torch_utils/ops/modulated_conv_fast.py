@@ -18,7 +18,7 @@ the same function with fewer, cheaper steps:
   in place on the convolution's output;
 - where the fused C kernels are built (``cpu_kernels``): that epilogue is one pass, the
   upsampling filter runs with it (on large maps reading the transposed convolution as
-  four phase convolutions), and float32 3x3 layers of 128+ channels run as Winograd
+  four phase convolutions), and float32 3x3 layers of 64+ channels run as Winograd
   F(4x4, 3x3) with the styles and the epilogue inside its transforms.
 
 Used only when nothing needs gradients (``torch.is_grad_enabled()`` false or
