@@ -183,15 +183,13 @@ def test_winograd_output_adjoint_is_the_output_transforms_adjoint(channels, heig
     generator = torch.Generator().manual_seed(8)
     grad = _map(channels, height, width, seed=9)
     products = torch.randn([36, (height + 3) // 4 * ((width + 3) // 4), channels], generator=generator)
-    identity = cpu_kernels.winograd_kernel(torch.eye(channels)[:, :, None, None] * torch.tensor(
-        [[0.0, 0, 0], [0, 1, 0], [0, 0, 0]]))                          # 36 transformed identity kernels
     out = torch.empty([1, channels, height, width], memory_format=torch.channels_last)
     library = cpu_kernels._load()
     ones, zeros = torch.ones(channels), torch.zeros(channels)
     library.sgh_winograd_output(products.data_ptr(), height, width, channels, out.data_ptr(), ones.data_ptr(), None,
                                 0.0, zeros.data_ptr(), 0.0, 0, *cpu_kernels._bounds(None), 1)
     adjoint = cpu_kernels.winograd_output_adjoint(grad)
-    assert adjoint.shape == products.shape and identity.shape == (36, channels, channels)
+    assert adjoint.shape == products.shape
     torch.testing.assert_close((adjoint.double() * products.double()).sum(), (grad.double() * out.double()).sum(),
                                rtol=1e-5, atol=1e-4)
 
@@ -345,7 +343,7 @@ def test_layer_is_the_same_with_and_without_the_kernels(monkeypatch, dtype, up, 
     """Both epilogue paths of the fused layer: a small map (scaled activations) and a large one
     (modulated kernel), with and without upsampling, against the PyTorch ops one by one."""
     generator = torch.Generator().manual_seed(4)
-    size = 32 if channels == 512 else 16   # 512 channels: the smallest map Winograd takes
+    size = 8 if channels == 512 else 16   # 512 channels on 8x4 pixels: Winograd's smallest map
     x = torch.randn([1, channels, size, size // 2], generator=generator).to(dtype)
     weight = torch.randn([channels, channels, 3, 3], generator=generator)
     styles = torch.randn([1, channels], generator=generator)
