@@ -62,6 +62,16 @@ def test_a_frozen_kernel_is_transformed_once_per_version(everywhere):
     _close(winograd_conv.conv3x3(x, kernel), F.conv2d(x, kernel, padding=1), 'after an in-place change')
 
 
+def test_a_trainable_kernel_is_transformed_once_where_no_gradient_is_taken(everywhere):
+    # Metrics run VGG16 under torch.no_grad with weights that still say requires_grad.
+    x, kernel, _, _ = _inputs(1, 8, 8, 8, 8)
+    kernel.requires_grad_(True)
+    with torch.no_grad():
+        y = winograd_conv.conv3x3(x, kernel)
+    assert derived.derived(kernel, 'winograd', lambda: None) is not None
+    _close(y, F.conv2d(x, kernel, padding=1), 'output')
+
+
 def test_second_order_gradients_equal_the_direct_convolutions(everywhere):
     x, kernel, bias, grad = _inputs(2, 6, 5, 6, 5)
 

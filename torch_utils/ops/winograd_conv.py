@@ -44,12 +44,13 @@ def pays(x: torch.Tensor, kernel: torch.Tensor, inference: bool = False) -> bool
 def conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``F.conv2d(x, kernel, bias, padding=1)``, differentiable w.r.t. all three.
 
-    As Winograd where that pays (``pays``), channels-last; a kernel that needs no gradient has
-    its transforms made once per version of it. Elsewhere ``F.conv2d``."""
-    inference = not (torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad))
-    if not pays(x, kernel, inference):
+    As Winograd where that pays (``pays``), channels-last; a kernel that needs no gradient here
+    (frozen, or under ``torch.no_grad``) has its transforms made once per version of it.
+    Elsewhere ``F.conv2d``."""
+    kernel_needs_grad = torch.is_grad_enabled() and kernel.requires_grad
+    if not pays(x, kernel, inference=not (kernel_needs_grad or (torch.is_grad_enabled() and x.requires_grad))):
         return F.conv2d(x, kernel, bias, padding=1)
-    transforms = None if kernel.requires_grad else derived.derived(kernel, 'winograd', lambda: _transforms(kernel))
+    transforms = None if kernel_needs_grad else derived.derived(kernel, 'winograd', lambda: _transforms(kernel))
     return _Winograd3x3.apply(x, kernel, bias, transforms)
 
 
