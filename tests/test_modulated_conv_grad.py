@@ -46,8 +46,8 @@ def convolution(request, monkeypatch):
         return None
     if not cpu_kernels.available():
         pytest.skip('no C compiler for the CPU kernels')
-    monkeypatch.setattr(winograd_conv, 'MIN_CHANNELS', 1)
-    monkeypatch.setattr(winograd_conv, 'MIN_PIXELS', 1)
+    for name in ('MIN_CHANNELS', 'MIN_PIXELS', 'INFERENCE_MIN_CHANNELS', 'INFERENCE_MIN_PIXELS'):
+        monkeypatch.setattr(winograd_conv, name, 1)   # frozen kernels take the inference thresholds
     counter = []
     original = winograd_conv._Winograd3x3.apply
     monkeypatch.setattr(winograd_conv._Winograd3x3, 'apply', lambda *a: counter.append(1) or original(*a))
