@@ -301,22 +301,24 @@ def _conv(x, weight, kernel_scale, up, padding, flip_weight, crop=None, bias=Non
                 return _packed_conv(x, packed, [padding] * 2, bias)
             kernel = _prepared(weight, 'conv', x.dtype, flip=not flip_weight)
         else:
-            kernel = _kernel(weight if flip_weight else weight.flip([2, 3]), kernel_scale, x.dtype)
+            kernel = _kernel(_prepared(weight, 'conv', torch.float32, flip=not flip_weight), kernel_scale, x.dtype)
         return F.conv2d(x, kernel, bias, padding=padding)
     assert bias is None
     # The transposed convolution wants [I, O, k, k] and applies it as a true convolution.
     if kernel_scale is None:
         kernel = _prepared(weight, 'conv_transposed', x.dtype, flip=flip_weight)
     else:
-        kernel = _kernel(weight.transpose(0, 1) if not flip_weight else weight.transpose(0, 1).flip([2, 3]),
-                         kernel_scale.t(), x.dtype)
+        kernel = _kernel(_prepared(weight, 'conv_transposed', torch.float32, flip=flip_weight), kernel_scale.t(), x.dtype)
     return _transposed_conv(x, kernel, up, crop)
 
 
 def _kernel(weight, scale, dtype):
-    """``weight * scale[:, :, None, None]`` computed in float32, written channels-last in ``dtype`` in one pass."""
-    kernel = torch.empty(weight.shape, dtype=dtype, memory_format=torch.channels_last)
-    return torch.mul(weight, scale[:, :, None, None], out=kernel)
+    """``weight * scale[:, :, None, None]`` computed in float32, channels-last in ``dtype``.
+
+    ``weight`` is a float32 channels-last form from ``_prepared``: a product in one layout
+    followed by a plain cast is 3x faster than one product writing another layout and dtype."""
+    kernel = weight * scale[:, :, None, None]
+    return kernel if dtype == torch.float32 else kernel.to(dtype)
 
 
 def _upsample_conv(x, kernel, up, padding, resample_filter):
