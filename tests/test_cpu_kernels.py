@@ -36,6 +36,7 @@ def _epilogue_by_torch(y, scale, noise, noise_gain, bias, alpha, clamp):
 
 
 @needs_kernels
+@pytest.mark.parametrize('channels', [17, 32])   # 32: whole vectors (bfloat16 then rounds with AVX512-BF16 where present)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize('scale, noise, bias, alpha, clamp', [
     (False, True, True, 0.2, 4.0),
@@ -43,12 +44,12 @@ def _epilogue_by_torch(y, scale, noise, noise_gain, bias, alpha, clamp):
     (True, False, False, None, 1.5),
     (False, False, False, None, None),
 ])
-def test_epilogue_matches_torch(dtype, scale, noise, bias, alpha, clamp):
-    y = _map(17, 6, 5, dtype)
+def test_epilogue_matches_torch(dtype, scale, noise, bias, alpha, clamp, channels):
+    y = _map(channels, 6, 5, dtype)
     generator = torch.Generator().manual_seed(1)
-    scale = torch.rand([17], generator=generator) + 0.5 if scale else None
+    scale = torch.rand([channels], generator=generator) + 0.5 if scale else None
     noise = torch.randn([6, 5], generator=generator) if noise else None
-    bias = torch.randn([17], generator=generator) if bias else None
+    bias = torch.randn([channels], generator=generator) if bias else None
     want = _epilogue_by_torch(y, scale, noise, 1.3, bias, alpha, clamp)
     got = y.clone(memory_format=torch.channels_last)
     assert cpu_kernels.epilogue_(got, scale, noise, 1.3, bias, alpha, clamp)

@@ -29,13 +29,17 @@
 
    act is leaky ReLU with slope `alpha` when `leaky` is set, else the identity; a clamp
    bound of +-inf clamps nothing; noise may be NULL (no noise). Sums are float32; bfloat16
-   results are rounded to nearest even once, at the end. Rows of pixels are split across
-   `threads` OpenMP threads (ignored when built without OpenMP). Functions returning int
-   return nonzero when a scratch buffer could not be allocated. */
+   results are rounded to nearest even once, at the end (by the CPU's VCVTNEPS2BF16 in the
+   epilogue where it has AVX512-BF16, which also flushes float32 subnormals to zero). Rows
+   of pixels are split across `threads` OpenMP threads (ignored when built without OpenMP).
+   Functions returning int return nonzero when a scratch buffer could not be allocated. */
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 #define TAPS 4   /* the filters of StyleGAN2's upsampling layers: [1, 3, 3, 1] */
 
@@ -81,9 +85,9 @@ typedef struct {
 
 #define DEFINE_KERNELS(SUFFIX, T, LOAD, STORE)                                                      \
                                                                                                     \
-void sgh_epilogue_##SUFFIX(T *map, int64_t pixels, int64_t channels, const float *scale,            \
-                           const float *noise, float noise_gain, const float *bias, float alpha,    \
-                           int leaky, float lo, float hi, int threads) {                            \
+static void epilogue_##SUFFIX(T *map, int64_t pixels, int64_t channels, const float *scale,          \
+                             const float *noise, float noise_gain, const float *bias, float alpha,  \
+                             int leaky, float lo, float hi, int threads) {                          \
     _Pragma("omp parallel for num_threads(threads) schedule(static)")                               \
     for (int64_t p = 0; p < pixels; p++) {                                                          \
         T *row = map + p * channels;                                                                \
@@ -214,6 +218,47 @@ int sgh_fir_epilogue_phases_##SUFFIX(const T *p00, const T *p01, const T *p10, c
 
 DEFINE_KERNELS(f32, float, load_f32, store_f32)
 DEFINE_KERNELS(bf16, uint16_t, load_bf16, store_bf16)
+
+void sgh_epilogue_f32(float *map, int64_t pixels, int64_t channels, const float *scale, const float *noise,
+                      float noise_gain, const float *bias, float alpha, int leaky, float lo, float hi, int threads) {
+    epilogue_f32(map, pixels, channels, scale, noise, noise_gain, bias, alpha, leaky, lo, hi, threads);
+}
+
+#if defined(__AVX512BF16__)
+/* The bfloat16 epilogue one AVX-512 vector of channels at a time, rounded by the CPU's own
+   instruction (VCVTNEPS2BF16: to nearest even, NaN stays NaN). Rounding by hand took about
+   a third of the portable version's time (measured). Min and max take their operands in
+   the order that lets a NaN through, as finish() does. */
+static void epilogue_bf16_avx512(uint16_t *map, int64_t pixels, int64_t channels, const float *scale,
+                                 const float *noise, float noise_gain, const float *bias, float alpha, int leaky,
+                                 float lo, float hi, int threads) {
+    const __m512 low = _mm512_set1_ps(lo), high = _mm512_set1_ps(hi), slope = _mm512_set1_ps(leaky ? alpha : 1.f);
+    _Pragma("omp parallel for num_threads(threads) schedule(static)")
+    for (int64_t p = 0; p < pixels; p++) {
+        uint16_t *row = map + p * channels;
+        const __m512 nv = _mm512_set1_ps(noise ? noise[p] * noise_gain : 0.f);
+        for (int64_t c = 0; c < channels; c += 16) {
+            __m512i bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + c)));
+            __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
+            v = _mm512_add_ps(_mm512_fmadd_ps(v, _mm512_loadu_ps(scale + c), nv), _mm512_loadu_ps(bias + c));
+            v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+            v = _mm512_min_ps(high, _mm512_max_ps(low, v));
+            _mm256_storeu_si256((__m256i *)(row + c), (__m256i)_mm512_cvtneps_pbh(v));
+        }
+    }
+}
+#endif
+
+void sgh_epilogue_bf16(uint16_t *map, int64_t pixels, int64_t channels, const float *scale, const float *noise,
+                       float noise_gain, const float *bias, float alpha, int leaky, float lo, float hi, int threads) {
+#if defined(__AVX512BF16__)
+    if (channels % 16 == 0) {
+        epilogue_bf16_avx512(map, pixels, channels, scale, noise, noise_gain, bias, alpha, leaky, lo, hi, threads);
+        return;
+    }
+#endif
+    epilogue_bf16(map, pixels, channels, scale, noise, noise_gain, bias, alpha, leaky, lo, hi, threads);
+}
 
 int sgh_act_backward(const float *grad, const float *out, int64_t pixels, int64_t channels, float alpha, int leaky,
                      float lo, float hi, float *grad_in, float *grad_bias, float *grad_noise, int threads) {
