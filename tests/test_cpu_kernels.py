@@ -244,6 +244,20 @@ def test_stylegan2_image_upsampling_takes_the_kernel_and_not_with_a_gradient():
     assert cpu_kernels.upsample2x(x.detach(), upfirdn2d.setup_filter([1, 2, 1]), [1, 1, 1, 1], 4.0) is None
 
 
+@needs_kernels
+def test_image_upsampling_derives_its_tables_once_per_filter_buffer(monkeypatch):
+    # upfirdn2d once scaled the filter before passing it on, so the tables were made from a
+    # fresh copy on every call (0.1 ms, most of a small block's image upsampling).
+    made = []
+    derive = cpu_kernels._polyphase_tables
+    monkeypatch.setattr(cpu_kernels, '_polyphase_tables', lambda *args: made.append(1) or derive(*args))
+    x, f = torch.randn([1, 3, 8, 4]), upfirdn2d.setup_filter([1, 3, 3, 1])
+    want = upfirdn2d._upfirdn2d_ref(x, f, up=2, padding=[2, 1, 2, 1], gain=4.0)
+    for _ in range(3):
+        torch.testing.assert_close(upfirdn2d.upsample2d(x, f, impl='fast'), want, atol=1e-6, rtol=1e-6)
+    assert len(made) == 1
+
+
 def test_what_is_derived_from_a_filter_follows_its_changes_and_goes_with_it():
     f = upfirdn2d.setup_filter([1, 3, 3, 1])
     first = cpu_kernels.separable_taps(f)

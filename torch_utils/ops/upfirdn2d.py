@@ -142,14 +142,16 @@ def _upfirdn2d_fast(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     padx0, padx1, pady0, pady1 = _parse_padding(padding)
     batch_size, num_channels, in_height, in_width = x.shape
     fh, fw = f.shape
+    if upx == upy == 2 and downx == downy == 1:
+        # StyleGAN2's image upsampling: a fused kernel where one is built. It gets the filter
+        # buffer itself, whose taps it derives once (from a scaled copy: on every call).
+        fused = cpu_kernels.upsample2x(x, f, [padx0, padx1, pady0, pady1], gain=float(gain), flip_filter=flip_filter)
+        if fused is not None:
+            return fused
     f = f * gain
     if upx > 1 or upy > 1:
         if downx > 1 or downy > 1:
             return _upfirdn2d_ref(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter)
-        if upx == upy == 2:   # StyleGAN2's image upsampling: a fused kernel where one is built
-            fused = cpu_kernels.upsample2x(x, f, [padx0, padx1, pady0, pady1], gain=1.0, flip_filter=flip_filter)
-            if fused is not None:
-                return fused
         # A transposed convolution (no padding) puts x[i] * f at up * i; the reference's
         # output starts fh - 1 - pady0 into that and has the length below.
         kernel = (f.flip([0, 1]) if flip_filter else f)[None, None].to(x.dtype)
