@@ -128,9 +128,13 @@ def test_fir_epilogue_reads_a_transposed_convolution_from_its_four_phases(dtype)
 
 
 @needs_kernels
+@pytest.mark.parametrize('fused', [True, False])   # False: C transforms around torch.bmm
 @pytest.mark.parametrize('in_channels, out_channels, height, width',
-                         [(5, 7, 6, 4), (16, 3, 2, 2), (9, 9, 4, 2), (37, 20, 9, 7), (32, 48, 8, 12), (3, 5, 1, 1)])
-def test_winograd_conv3x3_matches_the_convolution(in_channels, out_channels, height, width):
+                         [(5, 7, 6, 4), (16, 3, 2, 2), (9, 9, 4, 2), (37, 20, 9, 7), (32, 48, 8, 12), (3, 5, 1, 1),
+                          (64, 64, 40, 26), (16, 80, 9, 13)])   # several tile blocks and a part one; 64 + 16 columns
+def test_winograd_conv3x3_matches_the_convolution(in_channels, out_channels, height, width, fused, monkeypatch):
+    if not fused:
+        monkeypatch.setattr(cpu_kernels, 'FUSED_WINOGRAD_MAX_CHANNELS', 0)
     generator = torch.Generator().manual_seed(6)
     x = _map(in_channels, height, width, seed=7)
     kernel = torch.randn([out_channels, in_channels, 3, 3], generator=generator)

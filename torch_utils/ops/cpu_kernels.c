@@ -20,6 +20,8 @@
    sgh_winograd_output  matrix products PyTorch runs in between (cpu_kernels.winograd_conv3x3):
                         V[k, tile, c] = (B^T d B)[k] * scale[c] of each 6x6 input tile d, then
                         out = epilogue(A^T M A) for each tile's 4x4 output pixels.
+   sgh_winograd_conv    both transforms and the 36 products between them, tile block by tile
+                        block (for layers whose transformed kernel fits the L2 cache).
    sgh_winograd_output_adjoint
                         the output transform's adjoint, for gradients: dM[k, tile, c] =
                         (A dY A^T)[k] of each tile's 4x4 output gradient dY.
@@ -310,6 +312,21 @@ int sgh_act_backward(const float *grad, const float *out, int64_t pixels, int64_
 
 #define LANES 16
 
+#if defined(__GNUC__)
+/* LANES floats as one value (GCC and clang vector extensions): whole lane blocks are written
+   with these, so each step is one vector instruction (or two on AVX2) whatever the compiler's
+   auto-vectorizer would make of a loop over the lanes. */
+typedef float lanes_t __attribute__((vector_size(4 * LANES)));
+typedef float unaligned_lanes_t __attribute__((vector_size(4 * LANES), aligned(4), may_alias));
+/* Macros, not functions: a function passing vectors by value draws ABI notes where the
+   vectors are wider than the CPU's. */
+#define load_lanes(p) ((lanes_t)*(const unaligned_lanes_t *)(p))
+#define store_lanes(p, v) (*(unaligned_lanes_t *)(p) = (v))
+#define WHOLE_LANE_BLOCKS 1
+#else
+#define WHOLE_LANE_BLOCKS 0
+#endif
+
 /* B^T v for six lane vectors v[i0], ..., v[i5] (a column or a row of the tile) into t. */
 static inline void input_step(float v[][LANES], float t[][LANES], const int *i, int n) {
     for (int l = 0; l < n; l++) {
@@ -374,8 +391,76 @@ static const int COL6_OF4[4][6] = {{0, 4, 8, 12, 16, 20}, {1, 5, 9, 13, 17, 21},
             if (c0 < (channels)) TILE(ti, tj, c0, (int)((channels) - c0));                           \
         }
 
+#if WHOLE_LANE_BLOCKS
+/* input_step and output_step on whole lane blocks. */
+static inline void input_step_lanes(const lanes_t *v, lanes_t *t, const int *i) {
+    const lanes_t v0 = v[i[0]], v1 = v[i[1]], v2 = v[i[2]], v3 = v[i[3]], v4 = v[i[4]], v5 = v[i[5]];
+    t[i[0]] = 4.f * v0 - 5.f * v2 + v4;
+    t[i[1]] = v3 + v4 - 4.f * (v1 + v2);
+    t[i[2]] = v4 - v3 + 4.f * (v1 - v2);
+    t[i[3]] = v4 - v2 + 2.f * (v3 - v1);
+    t[i[4]] = v4 - v2 + 2.f * (v1 - v3);
+    t[i[5]] = 4.f * v1 - 5.f * v3 + v5;
+}
+
+static inline void output_step_lanes(const lanes_t *m, lanes_t *r, const int *i, const int *j) {
+    const lanes_t s12 = m[i[1]] + m[i[2]], d12 = m[i[1]] - m[i[2]];
+    const lanes_t s34 = m[i[3]] + m[i[4]], d34 = m[i[3]] - m[i[4]];
+    r[j[0]] = m[i[0]] + s12 + s34;
+    r[j[1]] = d12 + 2.f * d34;
+    r[j[2]] = s12 + 4.f * s34;
+    r[j[3]] = d12 + 8.f * d34 + m[i[5]];
+}
+
+static void input_tile_lanes(const float *x, int64_t height, int64_t width, int64_t C, const float *scale,
+                             int64_t ti, int64_t tj, int64_t c0, float *out, int64_t k_step) {
+    lanes_t d[36], t[36];
+    const lanes_t factor = scale ? load_lanes(scale + c0) : (lanes_t){0} + 1.f;
+    for (int a = 0; a < 6; a++)
+        for (int b = 0; b < 6; b++) {
+            const int64_t r = 4 * ti + a - 1, q = 4 * tj + b - 1;
+            d[6 * a + b] = r >= 0 && r < height && q >= 0 && q < width ?
+                load_lanes(x + (r * width + q) * C + c0) * factor : (lanes_t){0};
+        }
+    for (int b = 0; b < 6; b++) input_step_lanes(d, t, COL6[b]);   /* t = B^T d */
+    for (int a = 0; a < 6; a++) input_step_lanes(t, d, ROW6[a]);   /* d = t B */
+    for (int k = 0; k < 36; k++) store_lanes(out + k * k_step + c0, d[k]);
+}
+
+static void output_tile_lanes(const float *m, int64_t height, int64_t width, int64_t C, float *y,
+                              const epilogue_t *e, int64_t ti, int64_t tj, int64_t c0, int64_t k_step) {
+    lanes_t s[36], r[24];
+    for (int k = 0; k < 36; k++) s[k] = load_lanes(m + k * k_step + c0);
+    for (int b = 0; b < 6; b++) output_step_lanes(s, r, COL6[b], COL4_OF6[b]);   /* r = A^T s, 4 x 6 */
+    for (int a = 0; a < 4; a++) output_step_lanes(r, s, ROW6[a], ROW4[a]);       /* s = r A, 4 x 4 */
+    const lanes_t scale = load_lanes(e->scale + c0), bias = load_lanes(e->bias + c0);
+    const float alpha = e->alpha, lo = e->lo, hi = e->hi;
+    const int leaky = e->leaky;
+    for (int p = 0; p < 16; p++) {
+        const int64_t row = 4 * ti + p / 4, col = 4 * tj + p % 4;
+        if (row >= height || col >= width) continue;
+        const int64_t pixel = row * width + col;
+        lanes_t v = s[p] * scale + (e->noise ? e->noise[pixel] * e->noise_gain : 0.f) + bias;
+        float values[LANES];
+        memcpy(values, &v, sizeof values);
+        for (int l = 0; l < LANES; l++) {   /* the activation and clamp as finish() has them */
+            float u = values[l];
+            if (leaky) u = u < 0.f ? u * alpha : u;
+            values[l] = u < lo ? lo : (u > hi ? hi : u);
+        }
+        memcpy(y + pixel * C + c0, values, sizeof values);
+    }
+}
+#endif
+
 static inline void input_tile(const float *x, int64_t height, int64_t width, int64_t C, const float *scale,
                               int64_t ti, int64_t tj, int64_t c0, int n, float *out, int64_t k_step) {
+#if WHOLE_LANE_BLOCKS
+    if (n == LANES) {
+        input_tile_lanes(x, height, width, C, scale, ti, tj, c0, out, k_step);
+        return;
+    }
+#endif
     float d[36][LANES], t[36][LANES];
     for (int a = 0; a < 6; a++)
         for (int b = 0; b < 6; b++) {
@@ -405,6 +490,12 @@ void sgh_winograd_input(const float *x, int64_t height, int64_t width, int64_t c
 
 static inline void output_tile(const float *m, int64_t height, int64_t width, int64_t C, float *y,
                                const epilogue_t *e, int64_t ti, int64_t tj, int64_t c0, int n, int64_t k_step) {
+#if WHOLE_LANE_BLOCKS
+    if (n == LANES) {
+        output_tile_lanes(m, height, width, C, y, e, ti, tj, c0, k_step);
+        return;
+    }
+#endif
     float s[36][LANES], r[24][LANES];
     for (int k = 0; k < 36; k++)
         for (int l = 0; l < n; l++) s[k][l] = m[k * k_step + c0 + l];
@@ -430,6 +521,112 @@ void sgh_winograd_output(const float *m, int64_t height, int64_t width, int64_t 
     output_tile(m + ((ti) * tiles_w + (tj)) * channels, height, width, channels, y, &e, ti, tj, c0, n, k_step)
     FOR_EACH_TILE_BLOCK(height, width, channels, threads, TILE)
 #undef TILE
+}
+
+/* sgh_winograd_conv: the whole convolution here, tile block by tile block, so that a block's
+   transformed tiles and products stay in the cache between the three steps (the 36 products
+   by torch.bmm in between need two passes over 2.25x the map each way; at 64 channels those
+   passes cost what Winograd saves). The products run on a register-blocked kernel: ROWS
+   tiles x 64 output channels of accumulators, one input channel at a time. */
+
+#define ROWS 6             /* tiles per register block */
+#define COLUMN_VECTORS 4   /* LANES-wide vectors of output channels per register block */
+
+#if defined(__GNUC__)
+
+/* c[r][j] = sum_k a[r][k] b[k][j] for ROWS rows (stride lda) and NV * LANES columns (b's rows
+   `ldb` apart, c's `ldc`). */
+#define DEFINE_BLOCK_PRODUCT(NV)                                                                    \
+static inline void block_product_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,      \
+                                      float *c, int64_t ldc, int64_t depth) {                       \
+    lanes_t acc[ROWS][NV];                                                                          \
+    for (int r = 0; r < ROWS; r++)                                                                  \
+        for (int j = 0; j < NV; j++) acc[r][j] = (lanes_t){0};                                      \
+    for (int64_t k = 0; k < depth; k++) {                                                           \
+        lanes_t column[NV];                                                                         \
+        for (int j = 0; j < NV; j++) column[j] = load_lanes(b + k * ldb + j * LANES);               \
+        for (int r = 0; r < ROWS; r++) {                                                            \
+            const float value = a[r * lda + k];                                                     \
+            for (int j = 0; j < NV; j++) acc[r][j] += column[j] * value;                            \
+        }                                                                                           \
+    }                                                                                               \
+    for (int r = 0; r < ROWS; r++)                                                                  \
+        for (int j = 0; j < NV; j++) store_lanes(c + r * ldc + j * LANES, acc[r][j]);               \
+}
+#else
+#define DEFINE_BLOCK_PRODUCT(NV)                                                                    \
+static inline void block_product_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,      \
+                                      float *c, int64_t ldc, int64_t depth) {                       \
+    for (int r = 0; r < ROWS; r++)                                                                  \
+        for (int j = 0; j < NV * LANES; j++) {                                                      \
+            float sum = 0.f;                                                                        \
+            for (int64_t k = 0; k < depth; k++) sum += a[r * lda + k] * b[k * ldb + j];             \
+            c[r * ldc + j] = sum;                                                                   \
+        }                                                                                           \
+}
+#endif
+DEFINE_BLOCK_PRODUCT(4)
+DEFINE_BLOCK_PRODUCT(1)
+
+/* Tiles per block: ROWS x 8 at up to 64 channels, fewer for wider layers, so that a block's
+   transformed tiles (and its products) take about 440 KB, within the L2 cache. */
+static int64_t block_tiles(int64_t in_channels, int64_t out_channels) {
+    const int64_t widest = in_channels > out_channels ? in_channels : out_channels;
+    const int64_t groups = 512 / widest;
+    return ROWS * (groups < 1 ? 1 : groups > 8 ? 8 : groups);
+}
+
+int sgh_winograd_conv(const float *x, int64_t height, int64_t width, int64_t in_channels, const float *in_scale,
+                      const float *u, int64_t out_channels, float *y, const float *scale, const float *noise,
+                      float noise_gain, const float *bias, float alpha, int leaky, float lo, float hi, int threads) {
+    const int64_t I = in_channels, O = out_channels, tiles_w = (width + 3) / 4;
+    const int64_t tiles = (height + 3) / 4 * tiles_w, per_block = block_tiles(I, O);
+    const int64_t blocks = (tiles + per_block - 1) / per_block;
+    const epilogue_t e = {scale, noise, bias, noise_gain, alpha, lo, hi, leaky};
+    int failed = 0;
+    if (O % LANES) return 1;
+    _Pragma("omp parallel num_threads(threads)")
+    {
+        float *v = calloc((size_t)(36 * per_block * I), sizeof(float));   /* [36][per_block][I] */
+        float *m = malloc((size_t)(36 * per_block * O) * sizeof(float));  /* [36][per_block][O] */
+        if (!v || !m) {
+            _Pragma("omp atomic write")
+            failed = 1;
+        }
+        _Pragma("omp for schedule(static)")
+        for (int64_t block = 0; block < blocks; block++) {
+            if (!v || !m) continue;
+            const int64_t first = block * per_block;
+            const int64_t count = tiles - first < per_block ? tiles - first : per_block;
+            for (int64_t s = 0; s < count; s++) {
+                const int64_t ti = (first + s) / tiles_w, tj = (first + s) % tiles_w;
+                int64_t c0 = 0;
+                for (; c0 + LANES <= I; c0 += LANES)
+                    input_tile(x, height, width, I, in_scale, ti, tj, c0, LANES, v + s * I, per_block * I);
+                if (c0 < I) input_tile(x, height, width, I, in_scale, ti, tj, c0, (int)(I - c0), v + s * I, per_block * I);
+            }
+            const int64_t rows = (count + ROWS - 1) / ROWS * ROWS;   /* whole register blocks; the rest unused */
+            for (int k = 0; k < 36; k++) {
+                const float *vk = v + k * per_block * I, *uk = u + k * I * O;
+                float *mk = m + k * per_block * O;
+                int64_t o0 = 0;
+                for (; o0 + COLUMN_VECTORS * LANES <= O; o0 += COLUMN_VECTORS * LANES)
+                    for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
+                        block_product_4(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
+                for (; o0 < O; o0 += LANES)
+                    for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
+                        block_product_1(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
+            }
+            for (int64_t s = 0; s < count; s++) {
+                const int64_t ti = (first + s) / tiles_w, tj = (first + s) % tiles_w;
+                for (int64_t o0 = 0; o0 < O; o0 += LANES)
+                    output_tile(m + s * O, height, width, O, y, &e, ti, tj, o0, LANES, per_block * O);
+            }
+        }
+        free(v);
+        free(m);
+    }
+    return failed;
 }
 
 static inline void adjoint_tile(const float *dy, int64_t height, int64_t width, int64_t C, int64_t ti,
