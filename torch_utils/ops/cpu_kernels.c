@@ -629,8 +629,39 @@ int sgh_winograd_conv(const float *x, int64_t height, int64_t width, int64_t in_
     return failed;
 }
 
+#if WHOLE_LANE_BLOCKS
+static inline void adjoint_step_lanes(const lanes_t *y, lanes_t *t, const int *i, const int *j) {
+    const lanes_t y0 = y[i[0]], y1 = y[i[1]], y2 = y[i[2]], y3 = y[i[3]];
+    const lanes_t s02 = y0 + y2, s13 = y1 + y3, f02 = y0 + 4.f * y2, f13 = 2.f * y1 + 8.f * y3;
+    t[j[0]] = y0;
+    t[j[1]] = s02 + s13;
+    t[j[2]] = s02 - s13;
+    t[j[3]] = f02 + f13;
+    t[j[4]] = f02 - f13;
+    t[j[5]] = y3;
+}
+
+static void adjoint_tile_lanes(const float *dy, int64_t height, int64_t width, int64_t C, int64_t ti, int64_t tj,
+                               int64_t c0, float *out, int64_t k_step) {
+    lanes_t g[16], t[24], u[36];
+    for (int p = 0; p < 16; p++) {
+        const int64_t row = 4 * ti + p / 4, col = 4 * tj + p % 4;
+        g[p] = row < height && col < width ? load_lanes(dy + (row * width + col) * C + c0) : (lanes_t){0};
+    }
+    for (int b = 0; b < 4; b++) adjoint_step_lanes(g, t, COL4[b], COL6_OF4[b]);   /* t = A g, 6 x 4 */
+    for (int a = 0; a < 6; a++) adjoint_step_lanes(t, u, ROW4[a], ROW6[a]);       /* u = t A^T, 6 x 6 */
+    for (int k = 0; k < 36; k++) store_lanes(out + k * k_step + c0, u[k]);
+}
+#endif
+
 static inline void adjoint_tile(const float *dy, int64_t height, int64_t width, int64_t C, int64_t ti,
                                 int64_t tj, int64_t c0, int n, float *out, int64_t k_step) {
+#if WHOLE_LANE_BLOCKS
+    if (n == LANES) {
+        adjoint_tile_lanes(dy, height, width, C, ti, tj, c0, out, k_step);
+        return;
+    }
+#endif
     float g[16][LANES], t[24][LANES], u[36][LANES];
     for (int p = 0; p < 16; p++) {
         int64_t row = 4 * ti + p / 4, col = 4 * tj + p % 4;
