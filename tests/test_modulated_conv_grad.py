@@ -40,13 +40,16 @@ def calls(monkeypatch):
 
 @pytest.fixture(params=['direct', 'winograd'])
 def convolution(request, monkeypatch):
-    """Runs a test with the 3x3 convolutions direct (None), and again as Winograd at every size
-    (the small test layers are below its thresholds): then a list that counts its calls."""
+    """Runs a test with the 3x3 convolutions direct at every size (None), and again as Winograd
+    at every size: then a list that counts its calls."""
+    thresholds = ('MIN_CHANNELS', 'MIN_PIXELS', 'INFERENCE_MIN_CHANNELS', 'INFERENCE_MIN_PIXELS')
     if request.param == 'direct':
+        for name in thresholds:
+            monkeypatch.setattr(winograd_conv, name, 10 ** 9)
         return None
     if not cpu_kernels.available():
         pytest.skip('no C compiler for the CPU kernels')
-    for name in ('MIN_CHANNELS', 'MIN_PIXELS', 'INFERENCE_MIN_CHANNELS', 'INFERENCE_MIN_PIXELS'):
+    for name in thresholds:
         monkeypatch.setattr(winograd_conv, name, 1)   # frozen kernels take the inference thresholds
     counter = []
     original = winograd_conv._Winograd3x3.apply

@@ -207,7 +207,8 @@ def test_vgg16_lpips_mode_equals_weighted_feature_distance(vgg16_file):
     torch.testing.assert_close(model(y, return_lpips=True), vector, rtol=1e-4, atol=1e-7)   # NVIDIA's order
     # Projection follows this gradient; the vector's own backward lays it out for the CPU.
     expected_grad, = torch.autograd.grad(expected, x)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-6 * float(expected_grad.abs().max()))
+    # 1e-5 of the largest: the fast mode's 64-channel convolutions run as Winograd F(4x4, 3x3)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-5 * float(expected_grad.abs().max()))
 
 
 def test_vgg16_refuses_foreign_globals_and_non_archives(tmp_path):

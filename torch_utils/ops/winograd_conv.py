@@ -22,12 +22,13 @@ import torch.nn.grad
 from . import cpu_kernels, derived
 
 # Where Winograd pays, measured per layer against the direct convolution (2 threads, AVX-512):
-# - in gradient steps (forward + backward, the kernel transformed on every call) from 128
-#   channels either side and 32x16 pixels: below, the transforms' passes over 2.25x the map
-#   and 4x the kernel cost more than the products save;
+# - in gradient steps (forward + backward, the kernel transformed on every call) from 64
+#   channels either side and 32x16 pixels: 64 channels at 512x256 forward + both gradients
+#   82 ms against 128 (the transforms and products fused, ``cpu_kernels``); at 32 channels
+#   the kernel gradient loses what the other two gain;
 # - in inference (the kernel transformed once) from 64 channels and 8x4 pixels: 1.1x-1.3x at
 #   64 channels, 1.8x-3x from 128 (0.7x at 32 channels).
-MIN_CHANNELS, MIN_PIXELS = 128, 512
+MIN_CHANNELS, MIN_PIXELS = 64, 512
 INFERENCE_MIN_CHANNELS, INFERENCE_MIN_PIXELS = 64, 32
 
 
