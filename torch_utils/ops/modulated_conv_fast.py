@@ -118,7 +118,7 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
 
 def _winograd_pays(x, weight, up, padding):
     """Whether a 3x3 layer without upsampling runs as Winograd F(4x4, 3x3) (float32): where
-    ``winograd_conv.pays`` for inference (64 or more channels both sides, 8x4 pixels or more)."""
+    ``winograd_conv.pays`` for inference (32 or more channels both sides, 8x4 pixels or more)."""
     return up == 1 and padding == 1 and winograd_conv.pays(x, weight, inference=True) and cpu_kernels.applies(x)
 
 
