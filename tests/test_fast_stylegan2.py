@@ -56,6 +56,20 @@ def test_sampling_layer_gives_the_images_of_batch_one():
     assert torch.equal(together, alone)
 
 
+def test_a_batch_gives_each_image_as_generated_alone(fixtures_dir):
+    # The dense layers too (mapping, styles): a matrix product rounded a batch's rows unlike a
+    # single row, and one pixel of a style-mixing video's frame came out one level off.
+    import legacy
+    G = legacy.load_network(fixtures_dir / 'networks' / 'sg2_rect64.pkl')['G_ema']
+    z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        together = G.mapping(z, None)
+        assert torch.equal(together, torch.cat([G.mapping(z[i:i + 1], None) for i in range(4)]))
+        images = G(z, None, noise_mode='const', force_fp32=True)
+        assert torch.equal(images, torch.cat([G(z[i:i + 1], None, noise_mode='const', force_fp32=True)
+                                              for i in range(4)]))
+
+
 def test_the_network_computes_the_batch_it_is_given_in_one_call():
     G = _generator()
     calls = []
