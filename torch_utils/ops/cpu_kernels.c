@@ -323,8 +323,11 @@ typedef float unaligned_lanes_t __attribute__((vector_size(4 * LANES), aligned(4
 #define load_lanes(p) ((lanes_t)*(const unaligned_lanes_t *)(p))
 #define store_lanes(p, v) (*(unaligned_lanes_t *)(p) = (v))
 #define WHOLE_LANE_BLOCKS 1
+/* In a tile function: hand a whole lane block (n == LANES) to its vector version. */
+#define ON_WHOLE_BLOCK(call) do { if (n == LANES) { call; return; } } while (0)
 #else
 #define WHOLE_LANE_BLOCKS 0
+#define ON_WHOLE_BLOCK(call) do { } while (0)
 #endif
 
 /* B^T v for six lane vectors v[i0], ..., v[i5] (a column or a row of the tile) into t. */
@@ -455,12 +458,7 @@ static void output_tile_lanes(const float *m, int64_t height, int64_t width, int
 
 static inline void input_tile(const float *x, int64_t height, int64_t width, int64_t C, const float *scale,
                               int64_t ti, int64_t tj, int64_t c0, int n, float *out, int64_t k_step) {
-#if WHOLE_LANE_BLOCKS
-    if (n == LANES) {
-        input_tile_lanes(x, height, width, C, scale, ti, tj, c0, out, k_step);
-        return;
-    }
-#endif
+    ON_WHOLE_BLOCK(input_tile_lanes(x, height, width, C, scale, ti, tj, c0, out, k_step));
     float d[36][LANES], t[36][LANES];
     for (int a = 0; a < 6; a++)
         for (int b = 0; b < 6; b++) {
@@ -490,12 +488,7 @@ void sgh_winograd_input(const float *x, int64_t height, int64_t width, int64_t c
 
 static inline void output_tile(const float *m, int64_t height, int64_t width, int64_t C, float *y,
                                const epilogue_t *e, int64_t ti, int64_t tj, int64_t c0, int n, int64_t k_step) {
-#if WHOLE_LANE_BLOCKS
-    if (n == LANES) {
-        output_tile_lanes(m, height, width, C, y, e, ti, tj, c0, k_step);
-        return;
-    }
-#endif
+    ON_WHOLE_BLOCK(output_tile_lanes(m, height, width, C, y, e, ti, tj, c0, k_step));
     float s[36][LANES], r[24][LANES];
     for (int k = 0; k < 36; k++)
         for (int l = 0; l < n; l++) s[k][l] = m[k * k_step + c0 + l];
@@ -656,12 +649,7 @@ static void adjoint_tile_lanes(const float *dy, int64_t height, int64_t width, i
 
 static inline void adjoint_tile(const float *dy, int64_t height, int64_t width, int64_t C, int64_t ti,
                                 int64_t tj, int64_t c0, int n, float *out, int64_t k_step) {
-#if WHOLE_LANE_BLOCKS
-    if (n == LANES) {
-        adjoint_tile_lanes(dy, height, width, C, ti, tj, c0, out, k_step);
-        return;
-    }
-#endif
+    ON_WHOLE_BLOCK(adjoint_tile_lanes(dy, height, width, C, ti, tj, c0, out, k_step));
     float g[16][LANES], t[24][LANES], u[36][LANES];
     for (int p = 0; p < 16; p++) {
         int64_t row = 4 * ti + p / 4, col = 4 * tj + p % 4;
