@@ -559,6 +559,7 @@ static inline void block_product_##NV(const float *a, int64_t lda, const float *
 }
 #endif
 DEFINE_BLOCK_PRODUCT(4)
+DEFINE_BLOCK_PRODUCT(2)
 DEFINE_BLOCK_PRODUCT(1)
 
 /* Tiles per block: ROWS x 8 at up to 64 channels, fewer for wider layers, so that a block's
@@ -606,6 +607,9 @@ int sgh_winograd_conv(const float *x, int64_t height, int64_t width, int64_t in_
                 for (; o0 + COLUMN_VECTORS * LANES <= O; o0 += COLUMN_VECTORS * LANES)
                     for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
                         block_product_4(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
+                for (; o0 + 2 * LANES <= O; o0 += 2 * LANES)   /* 32 channels: the 1024 model's top */
+                    for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
+                        block_product_2(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
                 for (; o0 < O; o0 += LANES)
                     for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
                         block_product_1(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
