@@ -144,7 +144,8 @@ def _upfirdn2d_fast(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
     fh, fw = f.shape
     if upx == upy == 2 and downx == downy == 1:
         # StyleGAN2's image upsampling: a fused kernel where one is built. It gets the filter
-        # buffer itself, whose taps it derives once (from a scaled copy: on every call).
+        # buffer itself and derives its taps once per buffer; a scaled copy, new on every
+        # call, had them derived on every call.
         fused = cpu_kernels.upsample2x(x, f, [padx0, padx1, pady0, pady1], gain=float(gain), flip_filter=flip_filter)
         if fused is not None:
             return fused
