@@ -522,31 +522,55 @@ void sgh_winograd_output(const float *m, int64_t height, int64_t width, int64_t 
    passes cost what Winograd saves). The products run on a register-blocked kernel: ROWS
    tiles x 64 output channels of accumulators, one input channel at a time. */
 
-#define ROWS 6             /* tiles per register block */
-#define COLUMN_VECTORS 4   /* LANES-wide vectors of output channels per register block */
+#define ROWS 6   /* tiles per register block */
 
-#if defined(__GNUC__)
+/* The register blocks hold the CPU's own vectors: 16 floats with AVX-512 (blocks up to 64
+   columns: 24 accumulators of 32 registers), 8 with AVX (blocks of 16 columns: 12 of 16).
+   Blocks wider than the registers spill on every step (15-30x slower, measured on AVX2 and
+   SSE builds), so without AVX the products stay with torch.bmm (sgh_winograd_conv_fits). */
+#if defined(__GNUC__) && (defined(__AVX512F__) || defined(__AVX__))
+#define FUSED_PRODUCTS 1
+#else
+#define FUSED_PRODUCTS 0
+#endif
+
+int sgh_winograd_conv_fits(void) { return FUSED_PRODUCTS; }
+
+#if FUSED_PRODUCTS
+#if defined(__AVX512F__)
+#define PRODUCT_LANES 16
+#define WIDEST_BLOCK 4   /* LANES-column groups */
+#else
+#define PRODUCT_LANES 8
+#define WIDEST_BLOCK 1
+#endif
+typedef float product_t __attribute__((vector_size(4 * PRODUCT_LANES)));
+typedef float unaligned_product_t __attribute__((vector_size(4 * PRODUCT_LANES), aligned(4), may_alias));
+#define VECTORS(NV) ((NV) * LANES / PRODUCT_LANES)
 
 /* c[r][j] = sum_k a[r][k] b[k][j] for ROWS rows (stride lda) and NV * LANES columns (b's rows
    `ldb` apart, c's `ldc`). */
 #define DEFINE_BLOCK_PRODUCT(NV)                                                                    \
 static inline void block_product_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,      \
                                       float *c, int64_t ldc, int64_t depth) {                       \
-    lanes_t acc[ROWS][NV];                                                                          \
+    product_t acc[ROWS][VECTORS(NV)];                                                               \
     for (int r = 0; r < ROWS; r++)                                                                  \
-        for (int j = 0; j < NV; j++) acc[r][j] = (lanes_t){0};                                      \
+        for (int j = 0; j < VECTORS(NV); j++) acc[r][j] = (product_t){0};                           \
     for (int64_t k = 0; k < depth; k++) {                                                           \
-        lanes_t column[NV];                                                                         \
-        for (int j = 0; j < NV; j++) column[j] = load_lanes(b + k * ldb + j * LANES);               \
+        product_t column[VECTORS(NV)];                                                              \
+        for (int j = 0; j < VECTORS(NV); j++)                                                       \
+            column[j] = *(const unaligned_product_t *)(b + k * ldb + j * PRODUCT_LANES);            \
         for (int r = 0; r < ROWS; r++) {                                                            \
             const float value = a[r * lda + k];                                                     \
-            for (int j = 0; j < NV; j++) acc[r][j] += column[j] * value;                            \
+            for (int j = 0; j < VECTORS(NV); j++) acc[r][j] += column[j] * value;                   \
         }                                                                                           \
     }                                                                                               \
     for (int r = 0; r < ROWS; r++)                                                                  \
-        for (int j = 0; j < NV; j++) store_lanes(c + r * ldc + j * LANES, acc[r][j]);               \
+        for (int j = 0; j < VECTORS(NV); j++)                                                       \
+            *(unaligned_product_t *)(c + r * ldc + j * PRODUCT_LANES) = acc[r][j];                  \
 }
-#else
+#else   /* plain loops: correct, but slow enough that Python keeps torch.bmm (see above) */
+#define WIDEST_BLOCK 4
 #define DEFINE_BLOCK_PRODUCT(NV)                                                                    \
 static inline void block_product_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,      \
                                       float *c, int64_t ldc, int64_t depth) {                       \
@@ -604,10 +628,10 @@ int sgh_winograd_conv(const float *x, int64_t height, int64_t width, int64_t in_
                 const float *vk = v + k * per_block * I, *uk = u + k * I * O;
                 float *mk = m + k * per_block * O;
                 int64_t o0 = 0;
-                for (; o0 + COLUMN_VECTORS * LANES <= O; o0 += COLUMN_VECTORS * LANES)
+                for (; WIDEST_BLOCK >= 4 && o0 + 4 * LANES <= O; o0 += 4 * LANES)
                     for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
                         block_product_4(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
-                for (; o0 + 2 * LANES <= O; o0 += 2 * LANES)   /* 32 channels: the 1024 model's top */
+                for (; WIDEST_BLOCK >= 2 && o0 + 2 * LANES <= O; o0 += 2 * LANES)   /* 32 channels: the 1024 model's top */
                     for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
                         block_product_2(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
                 for (; o0 < O; o0 += LANES)

@@ -141,6 +141,8 @@ def _declare(library):
     library.sgh_winograd_conv.argtypes = [ptr, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, f32, ptr, f32, i32, f32, f32,
                                           i32]
     library.sgh_winograd_conv.restype = i32
+    library.sgh_winograd_conv_fits.argtypes = []
+    library.sgh_winograd_conv_fits.restype = i32
     library.sgh_winograd_output_adjoint.argtypes = [ptr, i64, i64, i64, ptr, i32]
     library.sgh_winograd_output_adjoint.restype = None
     library.sgh_upsample2x.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, i32]
@@ -383,11 +385,13 @@ def _winograd_tile_count(height, width):
     return (height + 3) // 4 * ((width + 3) // 4)
 
 
-def _fused_winograd_pays(in_channels, out_channels):
+def _fused_winograd_pays(library, in_channels, out_channels):
     """Whether ``sgh_winograd_conv`` runs the whole convolution (its products included), rather
     than C transforms around one ``torch.bmm``. Measured (2 threads, AVX-512): 1.4x faster at 64
-    channels (512x256), even at 128, 0.75x at 256 and 0.55x at 512."""
-    return out_channels % 16 == 0 and max(in_channels, out_channels) <= FUSED_WINOGRAD_MAX_CHANNELS
+    channels (512x256), even at 128, 0.75x at 256 and 0.55x at 512. Only where the library's
+    products fit the CPU's vector registers (AVX or AVX-512)."""
+    return (out_channels % 16 == 0 and max(in_channels, out_channels) <= FUSED_WINOGRAD_MAX_CHANNELS
+            and bool(library.sgh_winograd_conv_fits()))
 
 
 def winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, in_scale: Optional[torch.Tensor],
@@ -413,7 +417,7 @@ def winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, in_scale: Optio
     if in_scale is False or scale is False or bias is False or noise is False:
         return None
     threads = torch.get_num_threads()
-    if _fused_winograd_pays(in_channels, out_channels):
+    if _fused_winograd_pays(library, in_channels, out_channels):
         out = torch.empty([1, out_channels, height, width], memory_format=torch.channels_last)
         transformed = transformed.contiguous()   # held here: the C call reads it
         failed = library.sgh_winograd_conv(x.data_ptr(), height, width, in_channels, in_scale.data_ptr(),
