@@ -6,7 +6,8 @@ filter once more. ``epilogue_`` does the first five in one pass and ``fir_epilog
 filter and them in one (``fir_epilogue_phases`` reading a transposed convolution from its
 four phase convolutions); ``upsample2x`` is the image's 2x upsampling; and
 ``winograd_conv3x3`` runs a float32 3x3 convolution as Winograd F(4x4, 3x3), its tile
-transforms here and its 36 products as one ``torch.bmm``, with 4x less arithmetic
+transforms here and its 36 products with them up to 128 channels (as one ``torch.bmm``
+for wider layers), with 4x less arithmetic
 (``winograd_tiles`` and ``winograd_output_adjoint`` give ``winograd_conv`` its gradients).
 
 The C source is compiled once per machine with the system's C compiler (``$CC``, else

@@ -9,7 +9,8 @@ products is 36 matrix products with 4x less arithmetic than the direct convoluti
   its taps reversed and its channel axes swapped;
 - kernel gradient: tiles(x)^T @ adjoint(dy), carried back through the kernel transform.
 
-The tile transforms are ``cpu_kernels``' C kernels, the products ``torch.bmm``. A second-order
+The tile transforms are ``cpu_kernels``' C kernels; the products run there too, fused with
+the transforms, up to 128 channels (``torch.bmm`` for wider layers and the kernel gradient). A second-order
 gradient (training's regularisers) goes through PyTorch's differentiable convolution gradients.
 """
 
