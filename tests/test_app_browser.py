@@ -115,13 +115,24 @@ def _shown_image(page, selector, previous=None):
     return src, np.asarray(PIL.Image.open(io.BytesIO(data)).convert('RGB'))
 
 
-def _set_number(page, elem_id, value):
-    field = page.locator(f'#{elem_id} input').first
+def _type(page, field, text):
+    """Types ``text`` into ``field`` until the page keeps it.
+
+    A tab shown for the first time can still be setting up its fields: a value typed then is
+    sometimes replaced by the field's default a moment later (seen once under CI load).
+    """
     field.wait_for(state='visible')
-    field.fill(str(value))
-    field.press('Tab')
-    playwright_api.expect(field).to_have_value(str(value))
-    page.wait_for_timeout(200)   # let the page hand the new value to its state before a click reads it
+    for _attempt in range(5):
+        field.fill(text)
+        field.press('Tab')
+        page.wait_for_timeout(300)   # let the page hand the new value to its state before a click reads it
+        if field.input_value() == text:
+            return
+    playwright_api.expect(field).to_have_value(text)   # fails, naming the value the page kept
+
+
+def _set_number(page, elem_id, value):
+    _type(page, page.locator(f'#{elem_id} input').first, str(value))
 
 
 def test_generated_image_equals_generate_py(page, app_url):
@@ -159,11 +170,7 @@ def test_the_app_says_where_it_listens_and_no_share_hint(app_url):
 def test_a_too_large_request_shows_the_limit_in_the_page(page):
     page.get_by_role('tab', name='Style mixing').click()
     page.wait_for_selector('#mix-run', state='visible')
-    field = page.locator('#mix-rows textarea, #mix-rows input').first
-    field.fill('1-100000')
-    field.press('Tab')
-    playwright_api.expect(field).to_have_value('1-100000')
-    page.wait_for_timeout(200)   # as _set_number: the page's state must hold the value before the click
+    _type(page, page.locator('#mix-rows textarea, #mix-rows input').first, '1-100000')
     page.click('#mix-run')
     page.get_by_text('at most 8 row seeds', exact=False).last.wait_for(timeout=60000)
     text = page.locator('body').inner_text()
@@ -176,9 +183,7 @@ def _network_error(page, spec):
     """The page's message after generating with ``spec`` in the network field."""
     page.get_by_role('tab', name='Generate').click()   # whatever the previous test left open
     page.wait_for_selector('#gen-run', state='visible')
-    field = page.locator('#network textarea, #network input').first
-    field.fill(spec)
-    field.press('Tab')
+    _type(page, page.locator('#network textarea, #network input').first, spec)
     page.click('#gen-run')
     message = page.get_by_text(f'Network {spec}:', exact=False).last
     message.wait_for(timeout=60000)
@@ -211,9 +216,8 @@ def test_invert_a_photo_stop_the_tuning_then_edit_that_person(page, app_url, tmp
     from pti.images import tensor_to_uint8
     from stylegan_human.latent_files import load_latent
     import torch
-    field = page.locator('#network textarea, #network input').first   # an earlier test may have left another
-    field.fill(app_url[1])
-    field.press('Tab')
+    # an earlier test may have left another network in the field
+    _type(page, page.locator('#network textarea, #network input').first, app_url[1])
     page.get_by_role('tab', name='Invert').click()
     page.wait_for_selector('#inv-run', state='visible')
     page.locator('#inv-photo input[type="file"]').set_input_files(str(FIXTURES / 'photos' / 'p_top_tee.png'))
@@ -256,9 +260,8 @@ def test_drag_a_point_in_the_page_then_its_downloads_render_the_end_image(page, 
     import math
     from edit.drag import render
     from stylegan_human.latent_files import load_latents
-    field = page.locator('#network textarea, #network input').first   # an earlier test may have left another
-    field.fill(app_url[1])
-    field.press('Tab')
+    # an earlier test may have left another network in the field
+    _type(page, page.locator('#network textarea, #network input').first, app_url[1])
     page.get_by_role('tab', name='Drag').click()
     page.wait_for_selector('#drag-run', state='visible')
     page.locator('#drag-person input[value="Seed"]').check()
@@ -267,15 +270,12 @@ def test_drag_a_point_in_the_page_then_its_downloads_render_the_end_image(page, 
 
     # A mistake is one line in the page, and nothing runs.
     points = page.locator('#drag-points textarea').first
-    points.fill('elbow_left:+1,2')
-    points.press('Tab')
+    _type(page, points, 'elbow_left:+1,2')
     page.click('#drag-run')
     page.get_by_text("Drag: unknown joint 'elbow_left'", exact=False).last.wait_for(timeout=60000)
     assert 'Traceback' not in page.locator('body').inner_text()
 
-    points.fill('16,32 -> 16,27')
-    points.press('Tab')
-    page.wait_for_timeout(200)
+    _type(page, points, '16,32 -> 16,27')
     page.click('#drag-run')
     summary = page.locator('#drag-summary textarea')
     playwright_api.expect(summary).to_have_value(re.compile(r'^\d+ step\(s\); distances to the targets'),
