@@ -408,3 +408,51 @@ def test_layer_is_the_same_with_and_without_the_kernels(monkeypatch, dtype, up, 
     else:   # the kernel rounds once where the PyTorch ops round after every step
         plain_error = float((plain.float() - exact).abs().max())
         assert fused_error <= plain_error
+
+
+needs_amx = pytest.mark.skipif(not cpu_kernels.amx_available(), reason='no AMX tile units here (or no C compiler)')
+
+
+@needs_amx
+@pytest.mark.parametrize('in_channels, out_channels, height, width, epilogue', [
+    (32, 32, 5, 70, True),     # a partial block of pixels at the end of each row
+    (96, 64, 3, 33, True),     # three input blocks, two output blocks
+    (64, 32, 1, 7, False),     # one row: the zero padding above and below
+])
+def test_amx_conv3x3_is_the_convolution_then_the_epilogue(in_channels, out_channels, height, width, epilogue):
+    generator = torch.Generator().manual_seed(4)
+    x = _map(in_channels, height, width, torch.bfloat16, seed=5)
+    kernel = (torch.randn([out_channels, in_channels, 3, 3], generator=generator) / in_channels).to(torch.bfloat16)
+    scale = torch.rand([out_channels], generator=generator) + 0.5 if epilogue else None
+    noise = torch.randn([height, width], generator=generator) if epilogue else None
+    bias = torch.randn([out_channels], generator=generator) if epilogue else None
+    alpha, clamp = (0.2, 1.0) if epilogue else (None, None)
+    got = cpu_kernels.amx_conv3x3(x, cpu_kernels.amx_kernel(kernel), out_channels, scale, noise, 0.7, bias, alpha,
+                                  clamp)
+    want = _epilogue_by_torch(F.conv2d(x.double(), kernel.double(), padding=1), scale, noise, 0.7, bias, alpha, clamp)
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+    assert not epilogue or float(want.abs().max()) == 1.0          # the clamp is in effect
+    # Summed in float32, rounded to bfloat16 once.
+    torch.testing.assert_close(got.double(), want, rtol=2 ** -8, atol=1e-5 * float(want.abs().max()))
+
+
+@needs_amx
+def test_amx_conv3x3_says_none_where_it_does_not_apply():
+    x = _map(32, 4, 4, torch.bfloat16)
+    packed = cpu_kernels.amx_kernel(torch.randn([32, 32, 3, 3]))
+    assert cpu_kernels.amx_conv3x3(x.float(), packed, 32, None, None, 0.0, None, None, None) is None
+    assert cpu_kernels.amx_conv3x3(_map(16, 4, 4, torch.bfloat16), packed, 32, None, None, 0.0, None, None, None) is None
+    assert cpu_kernels.amx_conv3x3(x, packed.flatten()[:-1], 32, None, None, 0.0, None, None, None) is None
+
+
+@needs_kernels
+def test_amx_is_offered_exactly_where_the_cpu_has_it():
+    with open('/proc/cpuinfo') as f:
+        flags = next((line for line in f if line.startswith('flags')), '').split()
+    if not flags:
+        pytest.skip('no CPU flags listed here')
+    has_amx = {'amx_tile', 'amx_bf16', 'avx512_bf16'} <= set(flags)
+    built_and_permitted = bool(cpu_kernels._load().sgh_amx_conv_ready())
+    assert has_amx or not built_and_permitted
+    # Where the kernel can run, it passed its check against PyTorch (a wrong one is never used).
+    assert cpu_kernels.amx_available() == built_and_permitted

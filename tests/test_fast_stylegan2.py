@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_utils.ops import conv2d_resample, modulated_conv_fast, upfirdn2d
+from torch_utils.ops import conv2d_resample, cpu_kernels, modulated_conv_fast, upfirdn2d
 from torch_utils.ops.ops_mode import reference_ops
 from training import networks_stylegan2
 
@@ -245,3 +245,30 @@ with torch.no_grad():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == '(2, 3, 16, 8)'
+
+
+@pytest.mark.skipif(not cpu_kernels.amx_available(), reason='no AMX tile units here (or no C compiler)')
+def test_bf16_narrow_large_layers_run_on_amx_with_the_numbers_of_onednn(monkeypatch):
+    """A 32-channel bfloat16 layer on a large map convolves on the AMX kernel, its epilogue
+    inside; rounded once instead of twice, it is as close to float32 as oneDNN's."""
+    torch.manual_seed(0)
+    x = torch.randn([1, 32, 256, 128])
+    weight, styles, bias = torch.randn([32, 32, 3, 3]), torch.randn([1, 32]), torch.randn([32])
+    noise = torch.randn([256, 128])
+    calls = []
+    original = cpu_kernels.amx_conv3x3
+    monkeypatch.setattr(cpu_kernels, 'amx_conv3x3', lambda *a: calls.append(1) or original(*a))
+
+    def layer(x):
+        with torch.no_grad():
+            return modulated_conv_fast.modulated_conv_bias_act(x, weight, styles, bias, noise=noise, padding=1,
+                                                               clamp=256).float()
+    fp32 = layer(x)
+    amx = layer(x.bfloat16())
+    assert calls == [1]
+    monkeypatch.setattr(modulated_conv_fast, 'AMX_MAX_CHANNELS', 0)
+    onednn = layer(x.bfloat16())
+    assert calls == [1]
+    scale = float(fp32.abs().max())
+    assert float((amx - fp32).abs().max()) <= float((onednn - fp32).abs().max()) + 2 ** -8 * scale
+    assert float((amx - fp32).abs().max()) > 0   # bfloat16, not float32 under another name

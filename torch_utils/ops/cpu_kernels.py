@@ -37,7 +37,7 @@ from dnnlib import downloads
 from . import derived
 
 _ENV = 'STYLEGAN_HUMAN_CPU_KERNELS'
-_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cpu_kernels.c')
+_SOURCES = [os.path.join(os.path.dirname(os.path.abspath(__file__)), name) for name in ('cpu_kernels.c', 'amx_conv.c')]
 _FORMATS = {torch.float32: 'f32', torch.bfloat16: 'bf16'}
 TAPS = 4   # the filter length the C kernel is written for (StyleGAN2's [1, 3, 3, 1])
 # Below this many channels a pixel's values are too few to vectorise over, and the in-place
@@ -68,8 +68,10 @@ def _build_and_open():
     if compiler is None:
         return None   # no compiler on this machine: the PyTorch ops, silently
     try:
-        with open(_SOURCE, 'rb') as f:
-            source = f.read()
+        source = b''
+        for name in _SOURCES:
+            with open(name, 'rb') as f:
+                source += f.read()
         path = _cached_library(compiler, source)
         library = ctypes.CDLL(path)
         _declare(library)
@@ -94,7 +96,7 @@ def _cached_library(compiler, source):
         handle, scratch = tempfile.mkstemp(suffix='.so', dir=folder)
         os.close(handle)
         try:
-            command = [compiler, '-O3', '-fPIC', '-shared', *flags, _SOURCE, '-o', scratch]
+            command = [compiler, '-O3', '-fPIC', '-shared', *flags, *_SOURCES, '-o', scratch]
             result = subprocess.run(command, capture_output=True, text=True, timeout=300)
             if result.returncode == 0:
                 os.replace(scratch, path)   # whole or not at all, even with another process building too
@@ -103,7 +105,7 @@ def _cached_library(compiler, source):
             if os.path.exists(scratch):
                 os.remove(scratch)
         errors.append(result.stderr.strip().splitlines()[-1:] or [f'exit status {result.returncode}'])
-    raise RuntimeError(f'{os.path.basename(compiler)} could not build {os.path.basename(_SOURCE)}: {errors[-1][0]}')
+    raise RuntimeError(f'{os.path.basename(compiler)} could not build the kernels: {errors[-1][0]}')
 
 
 def _compiler_identity(compiler):
@@ -148,6 +150,11 @@ def _declare(library):
     library.sgh_winograd_output_adjoint.restype = None
     library.sgh_upsample2x.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, i32]
     library.sgh_upsample2x.restype = i32
+    library.sgh_amx_conv_ready.argtypes = []
+    library.sgh_amx_conv_ready.restype = i32
+    library.sgh_amx_conv3x3_bf16.argtypes = [ptr, i64, i64, i64, ptr, i64, ptr, ptr, ptr, f32, ptr, f32, i32, f32, f32,
+                                             i32]
+    library.sgh_amx_conv3x3_bf16.restype = i32
 
 
 def _self_test(library):
@@ -499,3 +506,74 @@ def _separable_taps(f, gain):
     if not torch.allclose(torch.outer(rows, columns), f, rtol=1e-5, atol=1e-7 * float(f.abs().max())):
         return None
     return (rows.flip(0) * gain).contiguous(), columns.flip(0).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3x3 convolutions on AMX (amx_conv.c)
+
+AMX_BLOCK = 32   # the AMX kernel's channel blocks: both channel counts must be multiples of it
+
+
+_amx_checked = None
+
+
+def amx_available() -> bool:
+    """True where the kernels were built for AMX, Linux lets this process use its tiles and a
+    small convolution on them agrees with PyTorch's (checked once)."""
+    global _amx_checked
+    if _amx_checked is None:
+        library = _load()
+        _amx_checked = library is not None and bool(library.sgh_amx_conv_ready()) and _amx_self_test()
+    return _amx_checked
+
+
+def _amx_self_test():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn([1, 32, 3, 35], generator=generator).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    kernel = torch.randn([32, 32, 3, 3], generator=generator).to(torch.bfloat16)
+    got = _amx_conv3x3(_load(), x, amx_kernel(kernel), 32, None, None, 0.0, None, None, None)
+    want = torch.nn.functional.conv2d(x.float(), kernel.float(), padding=1)
+    if got is None or not torch.allclose(got.float(), want, rtol=2 ** -7, atol=1e-3 * float(want.abs().max())):
+        warnings.warn('the AMX convolution kernel disagrees with PyTorch on a small test: not used')
+        return False
+    return True
+
+
+def amx_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """A [O, I, 3, 3] correlation kernel in bfloat16, packed as ``amx_conv3x3`` reads it: per
+    block of 32 output channels, tap and block of 32 input channels, two halves of 16 output
+    channels, each [16 pairs of input channels][16 output channels][the pair]."""
+    out_channels, in_channels = kernel.shape[:2]
+    blocks = kernel.to(torch.bfloat16).reshape(out_channels // AMX_BLOCK, 2, 16, in_channels // AMX_BLOCK, 16, 2, 3, 3)
+    return blocks.permute(0, 6, 7, 3, 1, 4, 2, 5).contiguous()   # [ob, dy, dx, ib, half, pair, n, e]
+
+
+def amx_conv3x3(x: torch.Tensor, packed: torch.Tensor, out_channels: int, scale: Optional[torch.Tensor],
+                noise: Optional[torch.Tensor], noise_gain: float, bias: Optional[torch.Tensor], alpha: Optional[float],
+                clamp: Optional[float]) -> Optional[torch.Tensor]:
+    """``epilogue_`` (arguments as there) of the 3x3 correlation, padding 1, of a bfloat16
+    channels-last image ``x`` with a kernel from ``amx_kernel``, summed in float32 and rounded
+    once; a new channels-last map, or None where the AMX kernel does not apply."""
+    if not amx_available():
+        return None
+    return _amx_conv3x3(_load(), x, packed, out_channels, scale, noise, noise_gain, bias, alpha, clamp)
+
+
+def _amx_conv3x3(library, x, packed, out_channels, scale, noise, noise_gain, bias, alpha, clamp):
+    in_channels = x.shape[1]
+    if (not _fits(x) or x.dtype != torch.bfloat16 or in_channels % AMX_BLOCK or out_channels % AMX_BLOCK
+            or packed.dtype != torch.bfloat16 or packed.numel() != 9 * in_channels * out_channels
+            or not packed.is_contiguous()):
+        return None
+    height, width = x.shape[2:]
+    scale, bias = _vector(scale, out_channels, 1.0), _vector(bias, out_channels, 0.0)
+    noise = _vector(noise, height * width)
+    if scale is False or bias is False or noise is False:
+        return None
+    out = torch.empty([1, out_channels, height, width], dtype=torch.bfloat16, memory_format=torch.channels_last)
+    if library.sgh_amx_conv3x3_bf16(x.data_ptr(), height, width, in_channels, packed.data_ptr(), out_channels,
+                                    out.data_ptr(), scale.data_ptr(), _pointer(noise), float(noise_gain),
+                                    bias.data_ptr(), float(alpha or 0.0), int(alpha is not None), *_bounds(clamp),
+                                    torch.get_num_threads()):
+        raise MemoryError('out of memory in the AMX convolution kernel')
+    return out

@@ -96,6 +96,12 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
             conv_bias = (bias * gain).to(x.dtype)
     epilogue = _Epilogue(scale, noise, float(gain), None if conv_bias is not None else bias * gain, slope, clamp)
 
+    if up == 1 and kernel_scale is not None and _amx_pays(x, weight, padding):
+        kernel = _kernel(_prepared(weight, 'conv', torch.float32, flip=not flip_weight), kernel_scale, torch.float32)
+        out = cpu_kernels.amx_conv3x3(x, cpu_kernels.amx_kernel(kernel), weight.shape[0], None, noise, float(gain),
+                                      conv_bias.float(), slope, clamp)
+        if out is not None:
+            return out
     if up == 1:
         return _finish_(_conv(x, weight, kernel_scale, up, padding, flip_weight, bias=conv_bias), epilogue)
     crop, filter_padding = _upsampling_plan(weight.shape[-1], up, padding, resample_filter)
@@ -120,6 +126,21 @@ def _winograd_pays(x, weight, up, padding):
     """Whether a 3x3 layer without upsampling runs as Winograd F(4x4, 3x3) (float32): where
     ``winograd_conv.pays`` for inference (32 or more channels both sides, 8x4 pixels or more)."""
     return up == 1 and padding == 1 and winograd_conv.pays(x, weight, inference=True) and cpu_kernels.applies(x)
+
+
+# Largest channel count the AMX kernel takes; from how many pixels it runs (see _amx_pays).
+AMX_MAX_CHANNELS = 64
+AMX_MIN_PIXELS = 256 * 128
+
+
+def _amx_pays(x, weight, padding):
+    """Whether a bfloat16 3x3 layer with a modulated kernel runs on the AMX kernel, its epilogue
+    included: narrow layers on large maps, where oneDNN's tile products wait on their loads."""
+    in_channels, out_channels = weight.shape[1], weight.shape[0]
+    return (x.dtype == torch.bfloat16 and padding == 1 and weight.shape[-2:] == (3, 3)
+            and max(in_channels, out_channels) <= AMX_MAX_CHANNELS and x.shape[2] * x.shape[3] >= AMX_MIN_PIXELS
+            and in_channels % cpu_kernels.AMX_BLOCK == 0 and out_channels % cpu_kernels.AMX_BLOCK == 0
+            and cpu_kernels.amx_available())
 
 
 def _phases_pay(x, weight, kernel_scale, up, crop, taps):

@@ -196,16 +196,20 @@ class NoiseBiasActClamp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, bias, noise, activation, alpha, clamp):
-        modulated_conv_fast._add_noise_and_bias(y, noise, bias, 1.0)
-        if activation == 'lrelu':
-            F.leaky_relu_(y, alpha)
-        if clamp is not None:
-            # Usually nothing reaches the clamp: one read here then saves a pass in the backward.
-            low, high = torch.aminmax(layout.storage_order_view(y))   # aminmax(y) would copy it first
-            if high > clamp or low < -clamp:
-                y.clamp_(-clamp, clamp)
-            else:
-                clamp = None
+        slope = alpha if activation == 'lrelu' else None
+        # One pass where the C kernel runs; then the backward masks the clamp wherever it is
+        # set, which the C gradient does within its own single pass.
+        if not cpu_kernels.epilogue_(y.detach(), None, noise, 1.0, bias, slope, clamp):
+            modulated_conv_fast._add_noise_and_bias(y, noise, bias, 1.0)
+            if slope is not None:
+                F.leaky_relu_(y, slope)
+            if clamp is not None:
+                # Usually nothing reaches the clamp: one read here then saves a pass in the backward.
+                low, high = torch.aminmax(layout.storage_order_view(y))   # aminmax(y) would copy it first
+                if high > clamp or low < -clamp:
+                    y.clamp_(-clamp, clamp)
+                else:
+                    clamp = None
         ctx.mark_dirty(y)
         ctx.save_for_backward(y)
         ctx.settings = (activation, alpha, clamp, None if noise is None else noise.shape)

@@ -1,0 +1,169 @@
+/* A 3x3 convolution (padding 1, stride 1) of a bfloat16 channels-last map on the CPU's AMX
+   matrix units, with cpu_kernels.c's epilogue applied to the float32 sums (see amx_conv.py).
+
+   oneDNN runs StyleGAN2's narrow layers (32 channels at 1024x512) at a third of its rate on
+   wide ones: with 32 channels each 16x16 tile product has little to chew on per load. Here
+   each step keeps four 16x16 float32 accumulators (32 pixels x 32 output channels) in the
+   tile registers for all 9 taps and every 32 input channels, and reads its input from three
+   zero-padded copies of the rows it needs, so a tap is a plain tile load.
+
+   sgh_amx_conv3x3_bf16   out = epilogue(correlation of x with the 3x3 kernel), rounded to
+                          bfloat16 once. x [height][width][in_channels], out [height][width]
+                          [out_channels], both multiples of 32 channels. The kernel is packed by
+                          amx_conv.py: [out block][tap][in block][half][pair][16 channels][2],
+                          the pairs of input channels interleaved as the tile product reads them.
+   sgh_amx_conv_ready     1 where this file was built for AMX and Linux lets the process use the
+                          tile registers (asked once), else 0: then nothing else here may be called.
+
+   The epilogue: v = clamp(act(v * scale[c] + noise[pixel] * noise_gain + bias[c]), lo, hi), act
+   leaky ReLU with slope `alpha` when `leaky` is set; noise may be NULL. Returns nonzero when a
+   scratch buffer could not be allocated. */
+
+#define _GNU_SOURCE   /* syscall() */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__linux__)
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+#define BLOCK 32                   /* pixels, input and output channels per step */
+#define TILE_BYTES 64              /* one tile row: 16 float32 or 32 bfloat16 */
+#define PACKED_TAP (BLOCK * BLOCK) /* bfloat16 values of one tap of one block pair */
+
+int sgh_amx_conv_ready(void) {
+    static int ready = -1;
+    if (ready < 0) ready = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    return ready;
+}
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t bytes_per_row[16];
+    uint8_t rows[16];
+} tile_config_t;
+
+/* Tiles 0-3: accumulators (16 pixels x 16 output channels, float32); 4-5: input (16 pixels x
+   32 channels); 6-7: kernel (16 pairs of input channels x 16 output channels x 2). */
+static void configure_tiles(void) {
+    tile_config_t config;
+    memset(&config, 0, sizeof config);
+    config.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        config.rows[t] = 16;
+        config.bytes_per_row[t] = TILE_BYTES;
+    }
+    _tile_loadconfig(&config);
+}
+
+/* Input row `row` (zeros outside the map) into a padded row: one zero pixel on the left, zeros
+   after the last pixel (the last step's tiles read past it). */
+static void pad_row(uint16_t *padded, const uint16_t *x, int64_t row, int64_t height, int64_t width,
+                    int64_t channels) {
+    uint16_t *pixels = padded + channels;
+    if (row < 0 || row >= height) memset(pixels, 0, width * channels * sizeof *pixels);
+    else memcpy(pixels, x + row * width * channels, width * channels * sizeof *pixels);
+}
+
+static void finish_block(const float *sums, uint16_t *out, int64_t pixels, int64_t out_channels,
+                         int64_t first_pixel, const float *scale, const float *noise, float noise_gain,
+                         const float *bias, float alpha, int leaky, float lo, float hi) {
+    const __m512 low = _mm512_set1_ps(lo), high = _mm512_set1_ps(hi), slope = _mm512_set1_ps(leaky ? alpha : 1.f);
+    for (int64_t p = 0; p < pixels; p++) {
+        const __m512 nv = _mm512_set1_ps(noise ? noise[first_pixel + p] * noise_gain : 0.f);
+        for (int half = 0; half < 2; half++) {
+            __m512 v = _mm512_loadu_ps(sums + p * BLOCK + 16 * half);
+            v = _mm512_add_ps(_mm512_fmadd_ps(v, _mm512_loadu_ps(scale + 16 * half), nv),
+                              _mm512_loadu_ps(bias + 16 * half));
+            v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+            v = _mm512_min_ps(high, _mm512_max_ps(low, v));
+            _mm256_storeu_si256((__m256i *)(out + p * out_channels + 16 * half), (__m256i)_mm512_cvtneps_pbh(v));
+        }
+    }
+}
+
+int sgh_amx_conv3x3_bf16(const uint16_t *x, int64_t height, int64_t width, int64_t in_channels,
+                         const uint16_t *kernel, int64_t out_channels, uint16_t *out, const float *scale,
+                         const float *noise, float noise_gain, const float *bias, float alpha, int leaky,
+                         float lo, float hi, int threads) {
+    const int64_t in_blocks = in_channels / BLOCK, out_blocks = out_channels / BLOCK;
+    const int64_t padded_width = width + 2 + BLOCK;
+    const int64_t row_stride = in_channels * sizeof(uint16_t);   /* bytes from one pixel to the next */
+    int failed = 0;
+    _Pragma("omp parallel num_threads(threads)")
+    {
+        uint16_t *rows = calloc(3 * padded_width * in_channels, sizeof *rows);   /* zero padding included */
+        float *sums = malloc(BLOCK * BLOCK * sizeof *sums);
+        const int usable = rows != NULL && sums != NULL;
+        if (!usable) {
+            _Pragma("omp atomic write")
+            failed = 1;
+        } else {
+            configure_tiles();
+        }
+        int64_t held[3] = {INT64_MIN, INT64_MIN, INT64_MIN};   /* the input row in each slot */
+        _Pragma("omp for schedule(static)")   /* every thread reaches it, as OpenMP requires */
+        for (int64_t y = 0; y < height; y++) {
+            if (!usable) continue;
+            for (int64_t row = y - 1; row <= y + 1; row++) {   /* slot (row + 3) % 3: each row copied once */
+                const int64_t slot = (row + 3) % 3;
+                if (held[slot] != row) {
+                    pad_row(rows + slot * padded_width * in_channels, x, row, height, width, in_channels);
+                    held[slot] = row;
+                }
+            }
+            for (int64_t x0 = 0; x0 < width; x0 += BLOCK) {
+                for (int64_t ob = 0; ob < out_blocks; ob++) {
+                    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+                    for (int tap = 0; tap < 9; tap++) {
+                        const int64_t slot = (y + tap / 3 - 1 + 3) % 3;
+                        const uint16_t *a = rows + (slot * padded_width + x0 + tap % 3) * in_channels;
+                        const uint16_t *b = kernel + (ob * 9 + tap) * in_blocks * PACKED_TAP;
+                        for (int64_t ib = 0; ib < in_blocks; ib++, a += BLOCK, b += PACKED_TAP) {
+                            _tile_loadd(4, a, row_stride);
+                            _tile_loadd(5, a + 16 * in_channels, row_stride);
+                            _tile_loadd(6, b, TILE_BYTES);
+                            _tile_loadd(7, b + PACKED_TAP / 2, TILE_BYTES);
+                            _tile_dpbf16ps(0, 4, 6);
+                            _tile_dpbf16ps(1, 4, 7);
+                            _tile_dpbf16ps(2, 5, 6);
+                            _tile_dpbf16ps(3, 5, 7);
+                        }
+                    }
+                    _tile_stored(0, sums, BLOCK * sizeof *sums);
+                    _tile_stored(1, sums + 16, BLOCK * sizeof *sums);
+                    _tile_stored(2, sums + 16 * BLOCK, BLOCK * sizeof *sums);
+                    _tile_stored(3, sums + 16 * BLOCK + 16, BLOCK * sizeof *sums);
+                    const int64_t pixels = width - x0 < BLOCK ? width - x0 : BLOCK;
+                    const int64_t c0 = ob * BLOCK;
+                    finish_block(sums, out + (y * width + x0) * out_channels + c0, pixels, out_channels,
+                                 y * width + x0, scale + c0, noise, noise_gain, bias + c0, alpha, leaky, lo, hi);
+                }
+            }
+        }
+        if (usable) _tile_release();
+        free(rows);
+        free(sums);
+    }
+    return failed;
+}
+
+#else   /* built without AMX: say so, and never run */
+
+int sgh_amx_conv_ready(void) { return 0; }
+
+int sgh_amx_conv3x3_bf16(const uint16_t *x, int64_t height, int64_t width, int64_t in_channels,
+                         const uint16_t *kernel, int64_t out_channels, uint16_t *out, const float *scale,
+                         const float *noise, float noise_gain, const float *bias, float alpha, int leaky,
+                         float lo, float hi, int threads) {
+    (void)x; (void)height; (void)width; (void)in_channels; (void)kernel; (void)out_channels; (void)out;
+    (void)scale; (void)noise; (void)noise_gain; (void)bias; (void)alpha; (void)leaky; (void)lo; (void)hi;
+    (void)threads;
+    return 1;
+}
+
+#endif
