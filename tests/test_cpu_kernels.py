@@ -99,29 +99,30 @@ def test_fir_epilogue_matches_upfirdn2d(dtype, channels, height, width, padding)
 
 
 @needs_kernels
+@pytest.mark.parametrize('channels', [7, 32])   # 32: whole vectors (AVX512-BF16 where present)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-def test_fir_epilogue_reads_a_transposed_convolution_from_its_four_phases(dtype):
+def test_fir_epilogue_reads_a_transposed_convolution_from_its_four_phases(dtype, channels):
     """The phases the upsampling layer computes give the same map Y as the transposed
     convolution itself, and the kernel filters Y read from them as it filters Y."""
     generator = torch.Generator().manual_seed(5)
     x = torch.randn([1, 6, 5, 4], generator=generator).to(dtype).contiguous(memory_format=torch.channels_last)
-    weight = torch.randn([7, 6, 3, 3], generator=generator)
-    scale = torch.rand([7, 6], generator=generator) + 0.5
+    weight = torch.randn([channels, 6, 3, 3], generator=generator)
+    scale = torch.rand([channels, 6], generator=generator) + 0.5
     kernels = modulated_conv_fast._phase_kernels(weight, scale, False, dtype)
     phases = [F.conv2d(x, k, padding=pad) for k, pad in zip(kernels, modulated_conv_fast._PHASE_PADDING)]
     y = F.conv_transpose2d(x.float(), (weight * scale[:, :, None, None]).transpose(0, 1), stride=2)   # [11, 9]
     for phase, (a, b) in zip(phases, [(0, 0), (0, 1), (1, 0), (1, 1)]):
         torch.testing.assert_close(phase.float(), y[:, :, a::2, b::2], atol=0.05 if dtype == torch.bfloat16 else 1e-5,
                                    rtol=0.02 if dtype == torch.bfloat16 else 1e-5)
-    y = torch.zeros([1, 7, 11, 9], dtype=dtype).contiguous(memory_format=torch.channels_last)
+    y = torch.zeros([1, channels, 11, 9], dtype=dtype).contiguous(memory_format=torch.channels_last)
     for phase, (a, b) in zip(phases, [(0, 0), (0, 1), (1, 0), (1, 1)]):
         y[:, :, a::2, b::2] = phase
     taps = cpu_kernels.separable_taps(upfirdn2d.setup_filter([1, 3, 3, 1]), gain=4.0)
     noise = torch.randn([10, 8], generator=generator)
-    bias = torch.randn([7], generator=generator)
+    bias = torch.randn([channels], generator=generator)
     args = (*taps, [1, 1, 1, 1], None, noise, 1.5, bias, 0.2, 3.0)
     from_phases = cpu_kernels.fir_epilogue_phases(phases, *args)
-    assert from_phases.shape == (1, 7, 10, 8)
+    assert from_phases.shape == (1, channels, 10, 8)
     assert torch.equal(from_phases, cpu_kernels.fir_epilogue(y, *args))
     with pytest.raises(ValueError, match='do not fit'):
         cpu_kernels.fir_epilogue_phases(phases[::-1], *args)

@@ -85,6 +85,87 @@ typedef struct {
     int64_t height, width, x_w, channels;
 } source_t;
 
+/* One vertical step of the upsampling filter over `count` pixels of C channels:
+   dst[j * step + c] = sum_i k[i] * row_i[j * C + c]. */
+static inline void taps_rows_f32(float *restrict dst, int64_t step, const float *r0, const float *r1,
+                                 const float *r2, const float *r3, int64_t count, int64_t C, const float *k) {
+    const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3];
+    for (int64_t j = 0; j < count; j++, dst += step, r0 += C, r1 += C, r2 += C, r3 += C) {
+        _Pragma("omp simd")
+        for (int64_t c = 0; c < C; c++) dst[c] = k0 * r0[c] + k1 * r1[c] + k2 * r2[c] + k3 * r3[c];
+    }
+}
+
+#if defined(__AVX512BF16__)
+/* 16 bfloat16 values widened to float32 (exact: the bits move up). */
+static inline __m512 load16_bf16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+#endif
+
+/* In bfloat16 the portable loop vectorises poorly around the bit-level widening: with AVX512-BF16
+   whole vectors of 16 channels instead (see horizontal_vector_bf16 for the time). */
+static inline void taps_rows_bf16(float *restrict dst, int64_t step, const uint16_t *r0, const uint16_t *r1,
+                                  const uint16_t *r2, const uint16_t *r3, int64_t count, int64_t C, const float *k) {
+    const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3];
+#if defined(__AVX512BF16__)
+    if (C % 16 == 0) {
+        const __m512 v0 = _mm512_set1_ps(k0), v1 = _mm512_set1_ps(k1), v2 = _mm512_set1_ps(k2), v3 = _mm512_set1_ps(k3);
+        for (int64_t j = 0; j < count; j++, dst += step, r0 += C, r1 += C, r2 += C, r3 += C)
+            for (int64_t c = 0; c < C; c += 16) {
+                __m512 v = _mm512_mul_ps(v0, load16_bf16(r0 + c));
+                v = _mm512_fmadd_ps(v1, load16_bf16(r1 + c), v);
+                v = _mm512_fmadd_ps(v2, load16_bf16(r2 + c), v);
+                _mm512_storeu_ps(dst + c, _mm512_fmadd_ps(v3, load16_bf16(r3 + c), v));
+            }
+        return;
+    }
+#endif
+    for (int64_t j = 0; j < count; j++, dst += step, r0 += C, r1 += C, r2 += C, r3 += C) {
+        _Pragma("omp simd")
+        for (int64_t c = 0; c < C; c++)
+            dst[c] = k0 * load_bf16(r0 + c) + k1 * load_bf16(r1 + c) + k2 * load_bf16(r2 + c) + k3 * load_bf16(r3 + c);
+    }
+}
+
+/* The horizontal step and the epilogue on whole vectors, rounded by VCVTNEPS2BF16, where that
+   applies (returns 1). With taps_rows_bf16's vectors, the filter and epilogue of 32 channels at
+   1024x512, read from the four phases, take 4.5-4.7 ms instead of 7.1 (measured). */
+static inline int horizontal_vector_f32(float *out_row, const float *columns, int64_t width, int64_t C,
+                                        const float *taps, const float *noise_row, const epilogue_t *e) {
+    (void)out_row; (void)columns; (void)width; (void)C; (void)taps; (void)noise_row; (void)e;
+    return 0;
+}
+
+static inline int horizontal_vector_bf16(uint16_t *out_row, const float *columns, int64_t width, int64_t C,
+                                         const float *taps, const float *noise_row, const epilogue_t *e) {
+#if defined(__AVX512BF16__)
+    if (C % 16) return 0;
+    const __m512 x0 = _mm512_set1_ps(taps[0]), x1 = _mm512_set1_ps(taps[1]), x2 = _mm512_set1_ps(taps[2]),
+                 x3 = _mm512_set1_ps(taps[3]);
+    const __m512 low = _mm512_set1_ps(e->lo), high = _mm512_set1_ps(e->hi);
+    const __m512 slope = _mm512_set1_ps(e->leaky ? e->alpha : 1.f);
+    for (int64_t w = 0; w < width; w++) {
+        const float *s = columns + w * C;
+        const __m512 nv = _mm512_set1_ps(noise_row ? noise_row[w] * e->noise_gain : 0.f);
+        for (int64_t c = 0; c < C; c += 16) {
+            __m512 v = _mm512_mul_ps(x0, _mm512_loadu_ps(s + c));
+            v = _mm512_fmadd_ps(x1, _mm512_loadu_ps(s + c + C), v);
+            v = _mm512_fmadd_ps(x2, _mm512_loadu_ps(s + c + 2 * C), v);
+            v = _mm512_fmadd_ps(x3, _mm512_loadu_ps(s + c + 3 * C), v);
+            v = _mm512_add_ps(_mm512_fmadd_ps(v, _mm512_loadu_ps(e->scale + c), nv), _mm512_loadu_ps(e->bias + c));
+            v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, slope);
+            v = _mm512_min_ps(high, _mm512_max_ps(low, v));
+            _mm256_storeu_si256((__m256i *)(out_row + w * C + c), (__m256i)_mm512_cvtneps_pbh(v));
+        }
+    }
+    return 1;
+#else
+    (void)out_row; (void)columns; (void)width; (void)C; (void)taps; (void)noise_row; (void)e;
+    return 0;
+#endif
+}
+
 #define DEFINE_KERNELS(SUFFIX, T, LOAD, STORE)                                                      \
                                                                                                     \
 static void epilogue_##SUFFIX(T *map, int64_t pixels, int64_t channels, const float *scale,          \
@@ -113,19 +194,13 @@ static inline const T *pixel_##SUFFIX(const source_t *y, int64_t r, int64_t q) {
 static void vertical_##SUFFIX(float *columns, const source_t *y, int64_t h, int pad_y, int pad_x,   \
                               int64_t u0, int64_t u1, const float *taps, const T *zeros) {          \
     const int64_t C = y->channels;                                                                  \
-    const float k0 = taps[0], k1 = taps[1], k2 = taps[2], k3 = taps[3];                             \
     int inside[TAPS];                                                                               \
     for (int i = 0; i < TAPS; i++) inside[i] = h + i - pad_y >= 0 && h + i - pad_y < y->height;     \
     if (y->map && u1 > u0) {   /* one contiguous run per row */                                     \
         const T *r[TAPS];                                                                           \
         for (int i = 0; i < TAPS; i++)                                                              \
             r[i] = inside[i] ? pixel_##SUFFIX(y, h + i - pad_y, u0 - pad_x) : zeros;                \
-        const T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];                                     \
-        float *dst = columns + u0 * C;                                                              \
-        const int64_t n = (u1 - u0) * C;                                                            \
-        _Pragma("omp simd")                                                                         \
-        for (int64_t e = 0; e < n; e++)                                                             \
-            dst[e] = k0 * LOAD(r0 + e) + k1 * LOAD(r1 + e) + k2 * LOAD(r2 + e) + k3 * LOAD(r3 + e); \
+        taps_rows_##SUFFIX(columns + u0 * C, 0, r[0], r[1], r[2], r[3], 1, (u1 - u0) * C, taps);   \
         return;                                                                                     \
     }                                                                                               \
     /* Phases: Y's even and odd columns come from two phase rows, each a contiguous run. */         \
@@ -136,19 +211,15 @@ static void vertical_##SUFFIX(float *columns, const source_t *y, int64_t h, int 
         const T *r[TAPS];                                                                           \
         for (int i = 0; i < TAPS; i++)                                                              \
             r[i] = inside[i] ? pixel_##SUFFIX(y, h + i - pad_y, q_first) : zeros;                   \
-        const T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];                                     \
-        float *dst = columns + (q_first + pad_x) * C;                                               \
-        for (int64_t j = 0; j < count; j++, r0 += C, r1 += C, r2 += C, r3 += C, dst += 2 * C) {     \
-            _Pragma("omp simd")                                                                     \
-            for (int64_t c = 0; c < C; c++)                                                         \
-                dst[c] = k0 * LOAD(r0 + c) + k1 * LOAD(r1 + c) + k2 * LOAD(r2 + c) + k3 * LOAD(r3 + c);\
-        }                                                                                           \
+        taps_rows_##SUFFIX(columns + (q_first + pad_x) * C, 2 * C, r[0], r[1], r[2], r[3], count, C,  \
+                           taps);                                                                   \
     }                                                                                               \
 }                                                                                                   \
                                                                                                     \
 /* out_row[w] = epilogue(sum_j taps[j] * columns[w + j]); neighbouring pixels are C apart. */       \
 static void horizontal_##SUFFIX(T *out_row, const float *columns, int64_t width, int64_t C,         \
                                 const float *taps, const float *noise_row, const epilogue_t *e) {   \
+    if (horizontal_vector_##SUFFIX(out_row, columns, width, C, taps, noise_row, e)) return;         \
     const float x0 = taps[0], x1 = taps[1], x2 = taps[2], x3 = taps[3];                             \
     /* Locals, not e->...: the stores below could alias the struct for all the compiler knows, */   \
     /* and reloading its fields in the loop kept it from vectorising (2x slower, measured). */      \
