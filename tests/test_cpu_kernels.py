@@ -233,6 +233,21 @@ def test_winograd_kernel_transforms_carry_gradients_as_the_convolution_does():
 
 
 @needs_kernels
+def test_winograd_transform_gradient_sums_the_adjoint_times_the_tiles_over_images():
+    # In C, tile block by tile block (several blocks here, the last one partial), each thread
+    # summing its own copy: the products torch.bmm makes of the whole transforms.
+    generator = torch.Generator().manual_seed(12)
+    x = torch.randn([2, 16, 37, 50], generator=generator).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn([2, 32, 37, 50], generator=generator).contiguous(memory_format=torch.channels_last)
+    want = sum(torch.bmm(cpu_kernels.winograd_output_adjoint(g).transpose(1, 2), cpu_kernels.winograd_tiles(image))
+               for image, g in zip(x.split(1), grad.split(1)))
+    got = cpu_kernels.winograd_transform_gradient(x, grad)
+    torch.testing.assert_close(got, want, atol=1e-5 * float(want.abs().max()), rtol=1e-5)
+    assert cpu_kernels.winograd_transform_gradient(x[:, :8], grad) is None          # 8 input channels
+    assert cpu_kernels.winograd_transform_gradient(x.contiguous(), grad) is None     # not channels-last
+
+
+@needs_kernels
 @pytest.mark.parametrize('padding', [[2, 1, 2, 1], [1, 1, 0, 3], [0, 0, 0, 0], [3, 2, -1, 1]])
 @pytest.mark.parametrize('flip_filter', [False, True])
 def test_upsample2x_matches_upfirdn2d(padding, flip_filter):

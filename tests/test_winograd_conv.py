@@ -36,7 +36,8 @@ def _close(got, want, what):
 
 
 @pytest.mark.parametrize('batch, in_channels, out_channels, height, width',
-                         [(1, 16, 24, 8, 12), (2, 20, 16, 9, 7), (3, 5, 7, 4, 4), (1, 32, 32, 1, 2)])
+                         [(1, 16, 24, 8, 12), (2, 20, 16, 9, 7), (3, 5, 7, 4, 4), (1, 32, 32, 1, 2),
+                          (2, 16, 32, 41, 38)])   # the kernel gradient in C: tile blocks, a partial one
 def test_values_and_every_gradient_equal_the_direct_convolution(everywhere, batch, in_channels, out_channels,
                                                                 height, width):
     args = _inputs(batch, in_channels, out_channels, height, width)

@@ -774,6 +774,107 @@ void sgh_winograd_output_adjoint(const float *dy, int64_t height, int64_t width,
 #undef TILE
 }
 
+/* sgh_winograd_kernel_gradient: adds to g [36][O][I] the gradient of the transformed kernel, a
+   sum over tiles of each position's output-gradient adjoint (O) times its input tile (I), tile
+   block by tile block as sgh_winograd_conv runs: neither transform is written out whole (two
+   75 MB maps at 64 channels, 512x256, which torch.bmm would then read back). Each thread sums
+   its blocks into its own copy of g, added to g at the end. */
+
+#define GRADIENT_ROWS 4   /* output channels per register block */
+
+#if FUSED_PRODUCTS
+/* c[r][j] += sum_t a[t * lda + r] b[t * ldb + j] for GRADIENT_ROWS rows (c's `ldc` apart) and
+   NV * LANES columns: a block of a's transpose times b. */
+#define DEFINE_BLOCK_GRADIENT(NV)                                                                   \
+static inline void block_gradient_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,     \
+                                       float *c, int64_t ldc, int64_t depth) {                      \
+    product_t acc[GRADIENT_ROWS][VECTORS(NV)];                                                      \
+    for (int r = 0; r < GRADIENT_ROWS; r++)                                                         \
+        for (int j = 0; j < VECTORS(NV); j++)                                                       \
+            acc[r][j] = *(const unaligned_product_t *)(c + r * ldc + j * PRODUCT_LANES);            \
+    for (int64_t t = 0; t < depth; t++) {                                                           \
+        product_t column[VECTORS(NV)];                                                              \
+        for (int j = 0; j < VECTORS(NV); j++)                                                       \
+            column[j] = *(const unaligned_product_t *)(b + t * ldb + j * PRODUCT_LANES);            \
+        for (int r = 0; r < GRADIENT_ROWS; r++) {                                                   \
+            const float value = a[t * lda + r];                                                     \
+            for (int j = 0; j < VECTORS(NV); j++) acc[r][j] += column[j] * value;                   \
+        }                                                                                           \
+    }                                                                                               \
+    for (int r = 0; r < GRADIENT_ROWS; r++)                                                         \
+        for (int j = 0; j < VECTORS(NV); j++)                                                       \
+            *(unaligned_product_t *)(c + r * ldc + j * PRODUCT_LANES) = acc[r][j];                  \
+}
+#else
+#define DEFINE_BLOCK_GRADIENT(NV)                                                                   \
+static inline void block_gradient_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,     \
+                                       float *c, int64_t ldc, int64_t depth) {                      \
+    for (int r = 0; r < GRADIENT_ROWS; r++)                                                         \
+        for (int j = 0; j < NV * LANES; j++) {                                                      \
+            float sum = c[r * ldc + j];                                                             \
+            for (int64_t t = 0; t < depth; t++) sum += a[t * lda + r] * b[t * ldb + j];             \
+            c[r * ldc + j] = sum;                                                                   \
+        }                                                                                           \
+}
+#endif
+DEFINE_BLOCK_GRADIENT(4)
+DEFINE_BLOCK_GRADIENT(2)
+DEFINE_BLOCK_GRADIENT(1)
+
+int sgh_winograd_kernel_gradient(const float *x, const float *dy, int64_t height, int64_t width,
+                                 int64_t in_channels, int64_t out_channels, float *g, int threads) {
+    const int64_t I = in_channels, O = out_channels, tiles_w = (width + 3) / 4;
+    const int64_t tiles = (height + 3) / 4 * tiles_w, per_block = block_tiles(I, O);
+    const int64_t blocks = (tiles + per_block - 1) / per_block;
+    int failed = 0;
+    if (I % LANES || O % LANES) return 1;
+    _Pragma("omp parallel num_threads(threads)")
+    {
+        float *v = malloc((size_t)(36 * per_block * I) * sizeof(float));    /* [36][per_block][I] */
+        float *dm = malloc((size_t)(36 * per_block * O) * sizeof(float));   /* [36][per_block][O] */
+        float *sums = calloc((size_t)(36 * O * I), sizeof(float));          /* this thread's [36][O][I] */
+        const int usable = v && dm && sums;
+        if (!usable) {
+            _Pragma("omp atomic write")
+            failed = 1;
+        }
+        _Pragma("omp for schedule(static)")
+        for (int64_t block = 0; block < blocks; block++) {
+            if (!usable) continue;
+            const int64_t first = block * per_block;
+            const int64_t count = tiles - first < per_block ? tiles - first : per_block;
+            for (int64_t s = 0; s < count; s++) {
+                const int64_t ti = (first + s) / tiles_w, tj = (first + s) % tiles_w;
+                for (int64_t c0 = 0; c0 < I; c0 += LANES)
+                    input_tile(x, height, width, I, NULL, ti, tj, c0, LANES, v + s * I, per_block * I);
+                for (int64_t c0 = 0; c0 < O; c0 += LANES)
+                    adjoint_tile(dy, height, width, O, ti, tj, c0, LANES, dm + s * O, per_block * O);
+            }
+            for (int k = 0; k < 36; k++) {
+                const float *vk = v + k * per_block * I, *dk = dm + k * per_block * O;
+                float *gk = sums + k * O * I;
+                for (int64_t o0 = 0; o0 < O; o0 += GRADIENT_ROWS) {
+                    int64_t i0 = 0;
+                    for (; WIDEST_BLOCK >= 4 && i0 + 4 * LANES <= I; i0 += 4 * LANES)
+                        block_gradient_4(dk + o0, O, vk + i0, I, gk + o0 * I + i0, I, count);
+                    for (; WIDEST_BLOCK >= 2 && i0 + 2 * LANES <= I; i0 += 2 * LANES)
+                        block_gradient_2(dk + o0, O, vk + i0, I, gk + o0 * I + i0, I, count);
+                    for (; i0 < I; i0 += LANES)
+                        block_gradient_1(dk + o0, O, vk + i0, I, gk + o0 * I + i0, I, count);
+                }
+            }
+        }
+        if (usable) {
+            _Pragma("omp critical")
+            for (int64_t e = 0; e < 36 * O * I; e++) g[e] += sums[e];
+        }
+        free(v);
+        free(dm);
+        free(sums);
+    }
+    return failed;
+}
+
 /* One output value of the 2x upsampling along a row: two taps of `row` (zeros outside). */
 static inline float upsampled(const float *row, int64_t width, int64_t j, const float *taps, const int *offsets) {
     float v = 0.f;

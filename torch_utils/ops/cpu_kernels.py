@@ -148,6 +148,8 @@ def _declare(library):
     library.sgh_winograd_conv_fits.restype = i32
     library.sgh_winograd_output_adjoint.argtypes = [ptr, i64, i64, i64, ptr, i32]
     library.sgh_winograd_output_adjoint.restype = None
+    library.sgh_winograd_kernel_gradient.argtypes = [ptr, ptr, i64, i64, i64, i64, ptr, i32]
+    library.sgh_winograd_kernel_gradient.restype = i32
     library.sgh_upsample2x.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, i32]
     library.sgh_upsample2x.restype = i32
     library.sgh_amx_conv_ready.argtypes = []
@@ -335,6 +337,7 @@ _WINOGRAD_G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 
 _WINOGRAD_TAPS = torch.kron(_WINOGRAD_G, _WINOGRAD_G).float()          # [36, 9]
 _WINOGRAD_TAPS_REVERSED = _WINOGRAD_TAPS.flip(1).contiguous()
 WINOGRAD_POSITIONS = 36
+LANES = 16   # the C kernels' channel blocks (LANES in cpu_kernels.c)
 FUSED_WINOGRAD_MAX_CHANNELS = 128   # wider: the kernel's transform outgrows the L2 cache, torch.bmm wins
 
 
@@ -386,6 +389,30 @@ def winograd_output_adjoint(grad: torch.Tensor) -> Optional[torch.Tensor]:
     products = torch.empty([WINOGRAD_POSITIONS, _winograd_tile_count(height, width), channels])
     library.sgh_winograd_output_adjoint(grad.data_ptr(), height, width, channels, products.data_ptr(),
                                         torch.get_num_threads())
+    return products
+
+
+def winograd_transform_gradient(x: torch.Tensor, grad: torch.Tensor) -> Optional[torch.Tensor]:
+    """The gradient [36, O, I] of ``winograd_kernel``'s transform, for a 3x3 convolution of ``x``
+    [N, I, H, W] whose output has the gradient ``grad`` [N, O, H, W] (float32, channels-last),
+    summed over the images: each position's ``winograd_output_adjoint`` times ``winograd_tiles``,
+    by the C kernel tile block by tile block. None where that does not apply (it pays where the
+    fused convolution does)."""
+    library = _load()
+    in_channels, out_channels = x.shape[1], grad.shape[1]
+    if (library is None or x.dtype != torch.float32 or grad.dtype != torch.float32 or x.ndim != 4
+            or grad.shape[0] != x.shape[0] or grad.shape[2:] != x.shape[2:] or in_channels % LANES
+            or not _fused_winograd_pays(library, in_channels, out_channels)):
+        return None
+    images = [(image, g) for image, g in zip(x.split(1), grad.split(1))]
+    if not all(_fits(image) and _fits(g) for image, g in images):
+        return None
+    height, width = x.shape[2:]
+    products = torch.zeros([WINOGRAD_POSITIONS, out_channels, in_channels])
+    for image, g in images:   # each adds its share
+        if library.sgh_winograd_kernel_gradient(image.data_ptr(), g.data_ptr(), height, width, in_channels,
+                                                out_channels, products.data_ptr(), torch.get_num_threads()):
+            raise MemoryError('out of memory in the Winograd kernel gradient')
     return products
 
 

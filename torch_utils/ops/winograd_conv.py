@@ -10,7 +10,7 @@ products is 36 matrix products with 4x less arithmetic than the direct convoluti
 - kernel gradient: tiles(x)^T @ adjoint(dy), carried back through the kernel transform.
 
 The tile transforms are ``cpu_kernels``' C kernels; the products run there too, fused with
-the transforms, up to 128 channels (``torch.bmm`` for wider layers and the kernel gradient). A second-order
+the transforms, up to 128 channels, the kernel gradient's included (``torch.bmm`` for wider layers). A second-order
 gradient (training's regularisers) goes through PyTorch's differentiable convolution gradients.
 """
 
@@ -104,13 +104,24 @@ class _Winograd3x3(torch.autograd.Function):
                 grad_x = _per_image(lambda g: cpu_kernels.winograd_conv3x3(g, back, None, None, None, 1.0, None,
                                                                            None, None), grad)
             if needs_kernel:
-                products = None   # the kernel transform's gradient [36, O, I], summed over images
-                for image, g in zip(x.split(1), grad.split(1)):
-                    adjoint = cpu_kernels.winograd_output_adjoint(g).transpose(1, 2)
-                    if products is None:
-                        products = torch.bmm(adjoint, cpu_kernels.winograd_tiles(image))
-                    else:
-                        products.baddbmm_(adjoint, cpu_kernels.winograd_tiles(image))
+                # The kernel transform's gradient [36, O, I], summed over images: in C where the
+                # fused products run, else the transforms written out and torch.bmm between them.
+                products = cpu_kernels.winograd_transform_gradient(x, grad)
+                if products is None:
+                    products = _transform_gradient_by_bmm(x, grad)
                 grad_kernel = cpu_kernels.winograd_kernel_gradient(products)
         grad_bias = grad.sum(dim=[0, 2, 3]) if needs_bias else None
         return grad_x, grad_kernel, grad_bias, None
+
+
+def _transform_gradient_by_bmm(x, grad):
+    """``cpu_kernels.winograd_transform_gradient`` with both transforms written out whole and
+    ``torch.bmm`` between them (wide layers)."""
+    products = None
+    for image, g in zip(x.split(1), grad.split(1)):
+        adjoint = cpu_kernels.winograd_output_adjoint(g).transpose(1, 2)
+        if products is None:
+            products = torch.bmm(adjoint, cpu_kernels.winograd_tiles(image))
+        else:
+            products.baddbmm_(adjoint, cpu_kernels.winograd_tiles(image))
+    return products
