@@ -56,7 +56,10 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
     x = x.contiguous(memory_format=torch.channels_last)
     out_scale = torch.full_like(styles[:, :1], float(gain)).expand(-1, weight.shape[0])    # [N, O]
     if demodulate:
-        out_scale = out_scale * Demodulation.apply(weight, styles)
+        dcoefs, weight_for_conv = Demodulation.apply(weight, styles)
+        out_scale = out_scale * dcoefs
+        if torch.is_grad_enabled() and weight.requires_grad:   # a frozen weight stays itself: its caches
+            weight = weight_for_conv
     bias = (bias * gain).to(dtype)
     conv_bias = bias if up == 1 else None   # the convolution adds it for free; after upsampling the epilogue does
     weight_needs_grad = torch.is_grad_enabled() and weight.requires_grad
@@ -134,8 +137,10 @@ def _cached(weight, up, flip_weight):
 
 
 class Demodulation(torch.autograd.Function):
-    """``1 / ||weight * styles[n]||`` per image and output channel [N, O], the gradient written
-    in one pass over the weight (autograd's would take four, with a copy)."""
+    """``1 / ||weight * styles[n]||`` per image and output channel [N, O], and the weight again,
+    for the layer to convolve with. The gradient that comes back through that second output
+    gets the demodulation's weight gradient added in one pass: autograd would write that
+    gradient on its own and then add the two, two more passes over the weight per step."""
 
     @staticmethod
     def forward(ctx, weight, styles):
@@ -144,19 +149,23 @@ class Demodulation(torch.autograd.Function):
             modulated_conv_fast._prepared(weight, 'weight_sq')                           # [O, I]
         dcoefs = (styles.square() @ weight_sq.t() + 1e-8).rsqrt()                        # [N, O]
         ctx.save_for_backward(weight, styles, weight_sq, dcoefs)
-        return dcoefs
+        ctx.set_materialize_grads(False)
+        return dcoefs, weight.view_as(weight)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad, grad_through_weight):
         weight, styles, weight_sq, dcoefs = ctx.saved_tensors
         if torch.is_grad_enabled():   # a second-order gradient: weight_sq must carry its dependence on weight
             weight_sq = _tap_square_sum(weight)
+        if grad is None:   # only the weight's own gradient came back
+            return grad_through_weight, None
         # d = (sum_i s_i^2 q_oi + eps)^(-1/2): dd/dq_oi = -d^3 s_i^2 / 2, dd/ds_i = -d^3 s_i q_oi.
         grad_sum = grad * dcoefs.pow(3) * -0.5                                             # [N, O]
         grad_weight = grad_styles = None
         if ctx.needs_input_grad[0]:
-            grad_weight_sq = grad_sum.t() @ styles.square()                                # [O, I]
-            grad_weight = weight * (2 * grad_weight_sq)[:, :, None, None]
+            coefficient = (2 * (grad_sum.t() @ styles.square()))[:, :, None, None]       # [O, I, 1, 1]
+            grad_weight = weight * coefficient if grad_through_weight is None else \
+                torch.addcmul(grad_through_weight, weight, coefficient)
         if ctx.needs_input_grad[1]:
             grad_styles = 2 * styles * (grad_sum @ weight_sq)
         return grad_weight, grad_styles
