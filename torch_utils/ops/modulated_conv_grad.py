@@ -61,7 +61,11 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
         if torch.is_grad_enabled() and weight.requires_grad:   # a frozen weight stays itself: its caches
             weight = weight_for_conv
     bias = (bias * gain).to(dtype)
-    conv_bias = bias if up == 1 else None   # the convolution adds it for free; after upsampling the epilogue does
+    # Where the epilogue is one C pass, it adds the bias and its gradient pass sums the bias's
+    # gradient as well; elsewhere the convolution adds it for free (after upsampling, the epilogue).
+    fused_epilogue = x.shape[0] == 1 and weight.shape[0] >= cpu_kernels.MIN_EPILOGUE_CHANNELS and \
+        cpu_kernels.available()
+    conv_bias = bias if up == 1 and not fused_epilogue else None
     weight_needs_grad = torch.is_grad_enabled() and weight.requires_grad
     styles_need_grad = torch.is_grad_enabled() and styles.requires_grad
 
