@@ -242,6 +242,9 @@ def test_winograd_transform_gradient_sums_the_adjoint_times_the_tiles_over_image
     want = sum(torch.bmm(cpu_kernels.winograd_output_adjoint(g).transpose(1, 2), cpu_kernels.winograd_tiles(image))
                for image, g in zip(x.split(1), grad.split(1)))
     got = cpu_kernels.winograd_transform_gradient(x, grad)
+    if not cpu_kernels._load().sgh_winograd_conv_fits():   # no AVX: the products stay with torch.bmm
+        assert got is None
+        return
     torch.testing.assert_close(got, want, atol=1e-5 * float(want.abs().max()), rtol=1e-5)
     assert cpu_kernels.winograd_transform_gradient(x[:, :8], grad) is None          # 8 input channels
     assert cpu_kernels.winograd_transform_gradient(x.contiguous(), grad) is None     # not channels-last

@@ -25,6 +25,9 @@
    sgh_winograd_output_adjoint
                         the output transform's adjoint, for gradients: dM[k, tile, c] =
                         (A dY A^T)[k] of each tile's 4x4 output gradient dY.
+   sgh_winograd_kernel_gradient
+                        g[k, o, i] += sum over tiles of dM[k, tile, o] V[k, tile, i], both
+                        transforms made tile block by tile block, never written out whole.
    sgh_upsample2x       upfirdn2d with up=2 and a separable 4-tap filter on contiguous planes
                         (StyleGAN2's image): out[p, n, w] = sum_{u, v} ty[n % 2][u] tx[w % 2][v]
                         x[p, n / 2 + dy[n % 2][u], w / 2 + dx[w % 2][v]].

@@ -539,9 +539,7 @@ def _separable_taps(f, gain):
 # 3x3 convolutions on AMX (amx_conv.c)
 
 AMX_BLOCK = 32   # the AMX kernel's channel blocks: both channel counts must be multiples of it
-
-
-_amx_checked = None
+_amx_checked = None   # amx_available's answer, once asked
 
 
 def amx_available() -> bool:
