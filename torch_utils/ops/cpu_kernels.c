@@ -622,43 +622,53 @@ typedef float product_t __attribute__((vector_size(4 * PRODUCT_LANES)));
 typedef float unaligned_product_t __attribute__((vector_size(4 * PRODUCT_LANES), aligned(4), may_alias));
 #define VECTORS(NV) ((NV) * LANES / PRODUCT_LANES)
 
-/* c[r][j] = sum_k a[r][k] b[k][j] for ROWS rows (stride lda) and NV * LANES columns (b's rows
-   `ldb` apart, c's `ldc`). */
-#define DEFINE_BLOCK_PRODUCT(NV)                                                                    \
-static inline void block_product_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,      \
-                                      float *c, int64_t ldc, int64_t depth) {                       \
-    product_t acc[ROWS][VECTORS(NV)];                                                               \
-    for (int r = 0; r < ROWS; r++)                                                                  \
-        for (int j = 0; j < VECTORS(NV); j++) acc[r][j] = (product_t){0};                           \
+/* c[r][j] (+)= sum_k a[r * a_row + k * a_k] b[k * ldb + j] for NROWS rows (c's `ldc` apart) and
+   NV * LANES columns: added to c where `accumulate` is set, else written over it. The Winograd
+   products read a's rows (a_k = 1), the kernel gradient its columns (a's transpose, a_row = 1). */
+#define DEFINE_REGISTER_BLOCK(NROWS, NV)                                                            \
+static inline void register_block_##NROWS##_##NV(const float *a, int64_t a_row, int64_t a_k,         \
+                                                 const float *b, int64_t ldb, float *c, int64_t ldc, \
+                                                 int64_t depth, int accumulate) {                   \
+    product_t acc[NROWS][VECTORS(NV)];                                                              \
+    for (int r = 0; r < NROWS; r++)                                                                 \
+        for (int j = 0; j < VECTORS(NV); j++) {                                                     \
+            acc[r][j] = (product_t){0};                                                             \
+            if (accumulate) acc[r][j] = *(const unaligned_product_t *)(c + r * ldc + j * PRODUCT_LANES); \
+        }                                                                                           \
     for (int64_t k = 0; k < depth; k++) {                                                           \
         product_t column[VECTORS(NV)];                                                              \
         for (int j = 0; j < VECTORS(NV); j++)                                                       \
             column[j] = *(const unaligned_product_t *)(b + k * ldb + j * PRODUCT_LANES);            \
-        for (int r = 0; r < ROWS; r++) {                                                            \
-            const float value = a[r * lda + k];                                                     \
+        for (int r = 0; r < NROWS; r++) {                                                           \
+            const float value = a[r * a_row + k * a_k];                                             \
             for (int j = 0; j < VECTORS(NV); j++) acc[r][j] += column[j] * value;                   \
         }                                                                                           \
     }                                                                                               \
-    for (int r = 0; r < ROWS; r++)                                                                  \
+    for (int r = 0; r < NROWS; r++)                                                                 \
         for (int j = 0; j < VECTORS(NV); j++)                                                       \
             *(unaligned_product_t *)(c + r * ldc + j * PRODUCT_LANES) = acc[r][j];                  \
 }
 #else   /* plain loops: correct, but slow enough that Python keeps torch.bmm (see above) */
 #define WIDEST_BLOCK 4
-#define DEFINE_BLOCK_PRODUCT(NV)                                                                    \
-static inline void block_product_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,      \
-                                      float *c, int64_t ldc, int64_t depth) {                       \
-    for (int r = 0; r < ROWS; r++)                                                                  \
+#define DEFINE_REGISTER_BLOCK(NROWS, NV)                                                            \
+static inline void register_block_##NROWS##_##NV(const float *a, int64_t a_row, int64_t a_k,         \
+                                                 const float *b, int64_t ldb, float *c, int64_t ldc, \
+                                                 int64_t depth, int accumulate) {                   \
+    for (int r = 0; r < NROWS; r++)                                                                 \
         for (int j = 0; j < NV * LANES; j++) {                                                      \
-            float sum = 0.f;                                                                        \
-            for (int64_t k = 0; k < depth; k++) sum += a[r * lda + k] * b[k * ldb + j];             \
+            float sum = accumulate ? c[r * ldc + j] : 0.f;                                          \
+            for (int64_t k = 0; k < depth; k++) sum += a[r * a_row + k * a_k] * b[k * ldb + j];     \
             c[r * ldc + j] = sum;                                                                   \
         }                                                                                           \
 }
 #endif
-DEFINE_BLOCK_PRODUCT(4)
-DEFINE_BLOCK_PRODUCT(2)
-DEFINE_BLOCK_PRODUCT(1)
+#define GRADIENT_ROWS 4   /* output channels per register block of the kernel gradient */
+DEFINE_REGISTER_BLOCK(ROWS, 4)
+DEFINE_REGISTER_BLOCK(ROWS, 2)
+DEFINE_REGISTER_BLOCK(ROWS, 1)
+DEFINE_REGISTER_BLOCK(GRADIENT_ROWS, 4)
+DEFINE_REGISTER_BLOCK(GRADIENT_ROWS, 2)
+DEFINE_REGISTER_BLOCK(GRADIENT_ROWS, 1)
 
 /* Tiles per block: ROWS x 8 at up to 64 channels, fewer for wider layers, so that a block's
    transformed tiles (and its products) take about 440 KB, within the L2 cache. */
@@ -704,13 +714,13 @@ int sgh_winograd_conv(const float *x, int64_t height, int64_t width, int64_t in_
                 int64_t o0 = 0;
                 for (; WIDEST_BLOCK >= 4 && o0 + 4 * LANES <= O; o0 += 4 * LANES)
                     for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
-                        block_product_4(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
+                        register_block_ROWS_4(vk + r0 * I, I, 1, uk + o0, O, mk + r0 * O + o0, O, I, 0);
                 for (; WIDEST_BLOCK >= 2 && o0 + 2 * LANES <= O; o0 += 2 * LANES)   /* 32 channels: the 1024 model's top */
                     for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
-                        block_product_2(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
+                        register_block_ROWS_2(vk + r0 * I, I, 1, uk + o0, O, mk + r0 * O + o0, O, I, 0);
                 for (; o0 < O; o0 += LANES)
                     for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
-                        block_product_1(vk + r0 * I, I, uk + o0, O, mk + r0 * O + o0, O, I);
+                        register_block_ROWS_1(vk + r0 * I, I, 1, uk + o0, O, mk + r0 * O + o0, O, I, 0);
             }
             for (int64_t s = 0; s < count; s++) {
                 const int64_t ti = (first + s) / tiles_w, tj = (first + s) % tiles_w;
@@ -783,47 +793,6 @@ void sgh_winograd_output_adjoint(const float *dy, int64_t height, int64_t width,
    75 MB maps at 64 channels, 512x256, which torch.bmm would then read back). Each thread sums
    its blocks into its own copy of g, added to g at the end. */
 
-#define GRADIENT_ROWS 4   /* output channels per register block */
-
-#if FUSED_PRODUCTS
-/* c[r][j] += sum_t a[t * lda + r] b[t * ldb + j] for GRADIENT_ROWS rows (c's `ldc` apart) and
-   NV * LANES columns: a block of a's transpose times b. */
-#define DEFINE_BLOCK_GRADIENT(NV)                                                                   \
-static inline void block_gradient_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,     \
-                                       float *c, int64_t ldc, int64_t depth) {                      \
-    product_t acc[GRADIENT_ROWS][VECTORS(NV)];                                                      \
-    for (int r = 0; r < GRADIENT_ROWS; r++)                                                         \
-        for (int j = 0; j < VECTORS(NV); j++)                                                       \
-            acc[r][j] = *(const unaligned_product_t *)(c + r * ldc + j * PRODUCT_LANES);            \
-    for (int64_t t = 0; t < depth; t++) {                                                           \
-        product_t column[VECTORS(NV)];                                                              \
-        for (int j = 0; j < VECTORS(NV); j++)                                                       \
-            column[j] = *(const unaligned_product_t *)(b + t * ldb + j * PRODUCT_LANES);            \
-        for (int r = 0; r < GRADIENT_ROWS; r++) {                                                   \
-            const float value = a[t * lda + r];                                                     \
-            for (int j = 0; j < VECTORS(NV); j++) acc[r][j] += column[j] * value;                   \
-        }                                                                                           \
-    }                                                                                               \
-    for (int r = 0; r < GRADIENT_ROWS; r++)                                                         \
-        for (int j = 0; j < VECTORS(NV); j++)                                                       \
-            *(unaligned_product_t *)(c + r * ldc + j * PRODUCT_LANES) = acc[r][j];                  \
-}
-#else
-#define DEFINE_BLOCK_GRADIENT(NV)                                                                   \
-static inline void block_gradient_##NV(const float *a, int64_t lda, const float *b, int64_t ldb,     \
-                                       float *c, int64_t ldc, int64_t depth) {                      \
-    for (int r = 0; r < GRADIENT_ROWS; r++)                                                         \
-        for (int j = 0; j < NV * LANES; j++) {                                                      \
-            float sum = c[r * ldc + j];                                                             \
-            for (int64_t t = 0; t < depth; t++) sum += a[t * lda + r] * b[t * ldb + j];             \
-            c[r * ldc + j] = sum;                                                                   \
-        }                                                                                           \
-}
-#endif
-DEFINE_BLOCK_GRADIENT(4)
-DEFINE_BLOCK_GRADIENT(2)
-DEFINE_BLOCK_GRADIENT(1)
-
 int sgh_winograd_kernel_gradient(const float *x, const float *dy, int64_t height, int64_t width,
                                  int64_t in_channels, int64_t out_channels, float *g, int threads) {
     const int64_t I = in_channels, O = out_channels, tiles_w = (width + 3) / 4;
@@ -859,11 +828,11 @@ int sgh_winograd_kernel_gradient(const float *x, const float *dy, int64_t height
                 for (int64_t o0 = 0; o0 < O; o0 += GRADIENT_ROWS) {
                     int64_t i0 = 0;
                     for (; WIDEST_BLOCK >= 4 && i0 + 4 * LANES <= I; i0 += 4 * LANES)
-                        block_gradient_4(dk + o0, O, vk + i0, I, gk + o0 * I + i0, I, count);
+                        register_block_GRADIENT_ROWS_4(dk + o0, 1, O, vk + i0, I, gk + o0 * I + i0, I, count, 1);
                     for (; WIDEST_BLOCK >= 2 && i0 + 2 * LANES <= I; i0 += 2 * LANES)
-                        block_gradient_2(dk + o0, O, vk + i0, I, gk + o0 * I + i0, I, count);
+                        register_block_GRADIENT_ROWS_2(dk + o0, 1, O, vk + i0, I, gk + o0 * I + i0, I, count, 1);
                     for (; i0 < I; i0 += LANES)
-                        block_gradient_1(dk + o0, O, vk + i0, I, gk + o0 * I + i0, I, count);
+                        register_block_GRADIENT_ROWS_1(dk + o0, 1, O, vk + i0, I, gk + o0 * I + i0, I, count, 1);
                 }
             }
         }
