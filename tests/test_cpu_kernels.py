@@ -475,3 +475,21 @@ def test_amx_is_offered_exactly_where_the_cpu_has_it():
     assert has_amx or not built_and_permitted
     # Where the kernel can run, it passed its check against PyTorch (a wrong one is never used).
     assert cpu_kernels.amx_available() == built_and_permitted
+
+
+@needs_kernels
+def test_the_winograd_kernels_refuse_channel_counts_they_do_not_take_as_such():
+    # Status 2, a ValueError: never "out of memory" for what is a caller's bug.
+    library = cpu_kernels._load()
+    x = _map(16, 8, 8)
+    out = torch.empty([1, 24, 8, 8]).contiguous(memory_format=torch.channels_last)
+    transformed, grads = torch.zeros([36, 16, 24]), torch.zeros([36, 24, 16])
+    ones, zeros = torch.ones(24), torch.zeros(24)
+    assert library.sgh_winograd_conv(x.data_ptr(), 8, 8, 16, torch.ones(16).data_ptr(), transformed.data_ptr(), 24,
+                                     out.data_ptr(), ones.data_ptr(), None, 0.0, zeros.data_ptr(), 0.0, 0, -1.0, 1.0,
+                                     1) == 2
+    assert library.sgh_winograd_kernel_gradient(x.data_ptr(), out.data_ptr(), 8, 8, 16, 24, grads.data_ptr(), 1) == 2
+    with pytest.raises(ValueError, match='channel counts'):
+        cpu_kernels._raise_on_failure(2, 'the Winograd kernel')
+    with pytest.raises(MemoryError):
+        cpu_kernels._raise_on_failure(1, 'the Winograd kernel')

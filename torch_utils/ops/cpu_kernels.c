@@ -37,7 +37,8 @@
    results are rounded to nearest even once, at the end (by the CPU's VCVTNEPS2BF16 in the
    epilogue where it has AVX512-BF16, which also flushes float32 subnormals to zero). Rows
    of pixels are split across `threads` OpenMP threads (ignored when built without OpenMP).
-   Functions returning int return nonzero when a scratch buffer could not be allocated. */
+   Functions returning int return 1 when a scratch buffer could not be allocated, 2 when they
+   do not take the channel counts given (the Winograd products: multiples of 16), else 0. */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -686,7 +687,7 @@ int sgh_winograd_conv(const float *x, int64_t height, int64_t width, int64_t in_
     const int64_t blocks = (tiles + per_block - 1) / per_block;
     const epilogue_t e = {scale, noise, bias, noise_gain, alpha, lo, hi, leaky};
     int failed = 0;
-    if (O % LANES) return 1;
+    if (O % LANES) return 2;
     _Pragma("omp parallel num_threads(threads)")
     {
         float *v = calloc((size_t)(36 * per_block * I), sizeof(float));   /* [36][per_block][I] */
@@ -799,7 +800,7 @@ int sgh_winograd_kernel_gradient(const float *x, const float *dy, int64_t height
     const int64_t tiles = (height + 3) / 4 * tiles_w, per_block = block_tiles(I, O);
     const int64_t blocks = (tiles + per_block - 1) / per_block;
     int failed = 0;
-    if (I % LANES || O % LANES) return 1;
+    if (I % LANES || O % LANES) return 2;
     _Pragma("omp parallel num_threads(threads)")
     {
         float *v = malloc((size_t)(36 * per_block * I) * sizeof(float));    /* [36][per_block][I] */

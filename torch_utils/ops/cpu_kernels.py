@@ -410,10 +410,19 @@ def winograd_transform_gradient(x: torch.Tensor, grad: torch.Tensor) -> Optional
     height, width = x.shape[2:]
     products = torch.zeros([WINOGRAD_POSITIONS, out_channels, in_channels])
     for image, g in images:   # each adds its share
-        if library.sgh_winograd_kernel_gradient(image.data_ptr(), g.data_ptr(), height, width, in_channels,
-                                                out_channels, products.data_ptr(), torch.get_num_threads()):
-            raise MemoryError('out of memory in the Winograd kernel gradient')
+        _raise_on_failure(library.sgh_winograd_kernel_gradient(
+            image.data_ptr(), g.data_ptr(), height, width, in_channels, out_channels, products.data_ptr(),
+            torch.get_num_threads()), 'the Winograd kernel gradient')
     return products
+
+
+def _raise_on_failure(status, kernel):
+    """The Winograd kernels' nonzero returns as errors: 1 out of memory, 2 channel counts it does
+    not take (Python checks them first: a 2 is a bug here, not the user's)."""
+    if status == 1:
+        raise MemoryError(f'out of memory in {kernel}')
+    if status:
+        raise ValueError(f'{kernel} was called with channel counts it does not take')
 
 
 def _winograd_tile_count(height, width):
@@ -459,8 +468,7 @@ def winograd_conv3x3(x: torch.Tensor, transformed: torch.Tensor, in_scale: Optio
                                            transformed.data_ptr(), out_channels, out.data_ptr(),
                                            scale.data_ptr(), _pointer(noise), float(noise_gain), bias.data_ptr(),
                                            float(alpha or 0.0), int(alpha is not None), *_bounds(clamp), threads)
-        if failed:
-            raise MemoryError('out of memory in the Winograd kernel')
+        _raise_on_failure(failed, 'the Winograd kernel')
         return out
     tiles = torch.empty([WINOGRAD_POSITIONS, _winograd_tile_count(height, width), in_channels])
     library.sgh_winograd_input(x.data_ptr(), height, width, in_channels, in_scale.data_ptr(), tiles.data_ptr(), threads)
