@@ -1,5 +1,6 @@
 /* A 3x3 convolution (padding 1, stride 1) of a bfloat16 channels-last map on the CPU's AMX
-   matrix units, with cpu_kernels.c's epilogue applied to the float32 sums (see amx_conv.py).
+   matrix units, with cpu_kernels.c's epilogue applied to the float32 sums (called through
+   cpu_kernels.py: amx_conv3x3, amx_kernel, amx_available).
 
    oneDNN runs StyleGAN2's narrow layers (32 channels at 1024x512) at a third of its rate on
    wide ones: with 32 channels each 16x16 tile product has little to chew on per load. Here
@@ -10,7 +11,7 @@
    sgh_amx_conv3x3_bf16   out = epilogue(correlation of x with the 3x3 kernel), rounded to
                           bfloat16 once. x [height][width][in_channels], out [height][width]
                           [out_channels], both multiples of 32 channels. The kernel is packed by
-                          amx_conv.py: [out block][tap][in block][half][pair][16 channels][2],
+                          cpu_kernels.amx_kernel: [out block][tap][in block][half][pair][16 channels][2],
                           the pairs of input channels interleaved as the tile product reads them.
    sgh_amx_conv_ready     1 where this file was built for AMX and Linux lets the process use the
                           tile registers (asked once), else 0: then nothing else here may be called.
