@@ -62,6 +62,16 @@ static void configure_tiles(void) {
     _tile_loadconfig(&config);
 }
 
+/* Pixels first .. first + count - 1 of input row `row` into `copy`, zeros outside the map. */
+static void copy_edge(uint16_t *copy, const uint16_t *x, int64_t row, int64_t first, int64_t count, int64_t height,
+                      int64_t width, int64_t channels) {
+    int64_t lo = first < 0 ? 0 : first, hi = first + count > width ? width : first + count;
+    if (row < 0 || row >= height || hi < lo) lo = hi = first;   /* all zeros */
+    memset(copy, 0, (lo - first) * channels * sizeof *copy);
+    memcpy(copy + (lo - first) * channels, x + (row * width + lo) * channels, (hi - lo) * channels * sizeof *copy);
+    memset(copy + (hi - first) * channels, 0, (first + count - hi) * channels * sizeof *copy);
+}
+
 static void finish_block(const float *sums, uint16_t *out, int64_t pixels, int64_t out_channels,
                          int64_t first_pixel, const float *scale, const float *noise, float noise_gain,
                          const float *bias, float alpha, int leaky, float lo, float hi) {
@@ -106,17 +116,9 @@ int sgh_amx_conv3x3_bf16(const uint16_t *x, int64_t height, int64_t width, int64
                    three rows with zeros outside the map. */
                 const int inside = x0 >= 1 && x0 + BLOCK + 1 <= width;
                 if (!inside)
-                    for (int dy = 0; dy < 3; dy++) {
-                        const int64_t row = y + dy - 1;
-                        uint16_t *copy = edge + dy * edge_width * in_channels;
-                        for (int64_t p = 0; p < edge_width; p++) {
-                            const int64_t q = x0 - 1 + p;
-                            if (row >= 0 && row < height && q >= 0 && q < width)
-                                memcpy(copy + p * in_channels, x + (row * width + q) * in_channels, row_stride);
-                            else
-                                memset(copy + p * in_channels, 0, row_stride);
-                        }
-                    }
+                    for (int dy = 0; dy < 3; dy++)
+                        copy_edge(edge + dy * edge_width * in_channels, x, y + dy - 1, x0 - 1, edge_width, height,
+                                  width, in_channels);
                 for (int64_t ob = 0; ob < out_blocks; ob++) {
                     _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
                     for (int tap = 0; tap < 9; tap++) {
