@@ -464,6 +464,34 @@ def test_amx_conv3x3_says_none_where_it_does_not_apply():
     assert cpu_kernels.amx_conv3x3(x, packed.flatten()[:-1], 32, None, None, 0.0, None, None, None) is None
 
 
+@needs_amx
+@pytest.mark.parametrize('channels, height, width, outputs', [
+    (32, 5, 7, 3),      # 35 pixels: two whole steps of 16 and the last three one by one
+    (96, 4, 8, 16),     # three channel blocks, every output of the tile
+])
+def test_amx_project_is_the_1x1_convolution_then_bias_and_clamp(channels, height, width, outputs):
+    generator = torch.Generator().manual_seed(6)
+    x = _map(channels, height, width, torch.bfloat16, seed=7)
+    weight = torch.randn([outputs, channels], generator=generator) / channels ** 0.5
+    bias = torch.randn([outputs], generator=generator)
+    got = cpu_kernels.amx_project(x, cpu_kernels.amx_projection(weight), outputs, bias, 2.0)
+    rounded = weight.to(torch.bfloat16).double()   # the kernel's weights are bfloat16, its sums float32
+    want = (F.conv2d(x.double(), rounded[:, :, None, None]) + bias.double().reshape(1, -1, 1, 1)).clamp(-2, 2)
+    assert got.dtype == torch.float32 and got.is_contiguous() and got.shape == (1, outputs, height, width)
+    assert float(want.abs().max()) == 2.0                            # the clamp is in effect
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@needs_amx
+def test_amx_project_says_none_where_it_does_not_apply():
+    x = _map(32, 4, 4, torch.bfloat16)
+    packed = cpu_kernels.amx_projection(torch.randn([3, 32]))
+    assert cpu_kernels.amx_project(x.float(), packed, 3, None, None) is None                 # float32
+    assert cpu_kernels.amx_project(_map(48, 4, 4, torch.bfloat16), packed, 3, None, None) is None   # 48 channels
+    assert cpu_kernels.amx_project(x, packed, 17, None, None) is None                        # 17 outputs
+    assert cpu_kernels.amx_project(x, packed, 3, torch.zeros(4), None) is None               # a bias of 4
+
+
 @needs_kernels
 def test_amx_is_offered_exactly_where_the_cpu_has_it():
     with open('/proc/cpuinfo') as f:

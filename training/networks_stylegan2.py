@@ -421,6 +421,10 @@ class ToRGBLayer(torch.nn.Module):
     def forward(self, x, w, fused_modconv=True):
         styles = self.affine(w) * self.weight_gain
         fused = _fused_modconv_path(x, w, self.weight)
+        if fused is not None and fused is modulated_conv_fast:
+            rgb = fused.to_rgb(x, self.weight, styles, self.bias, clamp=self.conv_clamp)
+            if rgb is not None:   # float32 already (bfloat16 maps on the AMX tiles)
+                return rgb
         if fused is not None:
             return fused.modulated_conv_bias_act(
                 x, self.weight, styles, self.bias, demodulate=False, activation='linear', clamp=self.conv_clamp)

@@ -15,6 +15,11 @@
                           [out_channels], both multiples of 32 channels. The kernel is packed by
                           cpu_kernels.amx_kernel: [out block][tap][in block][half][pair][16 channels][2],
                           the pairs of input channels interleaved as the tile product reads them.
+   sgh_amx_project_bf16   out[k][pixel] = clamp(sum_c x[pixel][c] w[k][c] + bias[k], lo, hi) for up
+                          to 16 outputs k, summed in float32 into float32 planes (ToRGB: its 3
+                          planes, which the image is made of, without a bfloat16 map in between).
+                          x [pixels][channels], channels a multiple of 32; w packed by
+                          cpu_kernels.amx_projection: [in block][pair][16 outputs][2].
    sgh_amx_conv_ready     1 where this file was built for AMX and Linux lets the process use the
                           tile registers (asked once), else 0: then nothing else here may be called.
 
@@ -71,6 +76,13 @@ static void copy_edge(uint16_t *copy, const uint16_t *x, int64_t row, int64_t fi
     memset(copy, 0, (lo - first) * channels * sizeof *copy);
     memcpy(copy + (lo - first) * channels, x + (row * width + lo) * channels, (hi - lo) * channels * sizeof *copy);
     memset(copy + (hi - first) * channels, 0, (first + count - hi) * channels * sizeof *copy);
+}
+
+static inline float load_bf16_value(uint16_t bits) {   /* exact: the bits move up */
+    const uint32_t wide = (uint32_t)bits << 16;
+    float v;
+    memcpy(&v, &wide, sizeof v);
+    return v;
 }
 
 static void finish_block(const float *sums, uint16_t *out, int64_t pixels, int64_t out_channels,
@@ -162,6 +174,43 @@ int sgh_amx_conv3x3_bf16(const uint16_t *x, int64_t height, int64_t width, int64
     return failed;
 }
 
+void sgh_amx_project_bf16(const uint16_t *x, int64_t pixels, int64_t channels, const uint16_t *packed,
+                          int64_t outputs, float *out, const float *bias, float lo, float hi, int threads) {
+    const int64_t blocks = channels / BLOCK, whole = pixels / 16 * 16;
+    _Pragma("omp parallel num_threads(threads)")
+    {
+        float sums[16 * 16];
+        configure_tiles();
+        _Pragma("omp for schedule(static)")
+        for (int64_t p0 = 0; p0 < whole; p0 += 16) {   /* 16 pixels a step: one accumulator tile */
+            _tile_zero(0);
+            for (int64_t b = 0; b < blocks; b++) {
+                _tile_loadd(4, x + p0 * channels + b * BLOCK, channels * sizeof *x);
+                _tile_loadd(6, packed + b * PACKED_TAP / 2, TILE_BYTES);
+                _tile_dpbf16ps(0, 4, 6);
+            }
+            _tile_stored(0, sums, 16 * sizeof *sums);
+            const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3,
+                                                                     2, 1, 0), _mm512_set1_epi32(16));
+            for (int64_t k = 0; k < outputs; k++) {   /* column k of the 16 pixels' sums */
+                __m512 v = _mm512_i32gather_ps(_mm512_add_epi32(rows, _mm512_set1_epi32((int)k)), sums, 4);
+                v = _mm512_add_ps(v, _mm512_set1_ps(bias[k]));
+                _mm512_storeu_ps(out + k * pixels + p0, _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v)));
+            }
+        }
+        _tile_release();
+    }
+    for (int64_t p = whole; p < pixels; p++)   /* the last few pixels, one by one */
+        for (int64_t k = 0; k < outputs; k++) {
+            float v = bias[k];
+            for (int64_t c = 0; c < channels; c++) {
+                const uint16_t *w = packed + ((c / BLOCK) * 16 + (c % BLOCK) / 2) * 32 + 2 * k + c % 2;
+                v += load_bf16_value(x[p * channels + c]) * load_bf16_value(*w);
+            }
+            out[k * pixels + p] = v < lo ? lo : (v > hi ? hi : v);
+        }
+}
+
 #else   /* built without AMX: say so, and never run */
 
 int sgh_amx_conv_ready(void) { return 0; }
@@ -174,6 +223,12 @@ int sgh_amx_conv3x3_bf16(const uint16_t *x, int64_t height, int64_t width, int64
     (void)scale; (void)noise; (void)noise_gain; (void)bias; (void)alpha; (void)leaky; (void)lo; (void)hi;
     (void)threads;
     return 1;
+}
+
+void sgh_amx_project_bf16(const uint16_t *x, int64_t pixels, int64_t channels, const uint16_t *packed,
+                          int64_t outputs, float *out, const float *bias, float lo, float hi, int threads) {
+    (void)x; (void)pixels; (void)channels; (void)packed; (void)outputs; (void)out; (void)bias; (void)lo; (void)hi;
+    (void)threads;
 }
 
 #endif

@@ -9,6 +9,8 @@ four phase convolutions); ``upsample2x`` is the image's 2x upsampling; and
 transforms here and its 36 products with them up to 128 channels (as one ``torch.bmm``
 for wider layers), with 4x less arithmetic
 (``winograd_tiles`` and ``winograd_output_adjoint`` give ``winograd_conv`` its gradients).
+Where the CPU has AMX (``amx_conv.c``), ``amx_conv3x3`` runs narrow bfloat16 3x3 layers with
+their epilogue and ``amx_project`` ToRGB's 1x1 projection into float32 image planes.
 
 The C source is compiled once per machine with the system's C compiler (``$CC``, else
 ``cc``) for this CPU (``-march=native``, OpenMP where the compiler has it), and the library
@@ -157,6 +159,8 @@ def _declare(library):
     library.sgh_amx_conv3x3_bf16.argtypes = [ptr, i64, i64, i64, ptr, i64, ptr, ptr, ptr, f32, ptr, f32, i32, f32, f32,
                                              i32]
     library.sgh_amx_conv3x3_bf16.restype = i32
+    library.sgh_amx_project_bf16.argtypes = [ptr, i64, i64, ptr, i64, ptr, ptr, f32, f32, i32]
+    library.sgh_amx_project_bf16.restype = None
 
 
 def _self_test(library):
@@ -544,7 +548,7 @@ def _separable_taps(f, gain):
 
 
 # ---------------------------------------------------------------------------------------------
-# 3x3 convolutions on AMX (amx_conv.c)
+# 3x3 convolutions and 1x1 projections on AMX (amx_conv.c)
 
 AMX_BLOCK = 32   # the AMX kernel's channel blocks: both channel counts must be multiples of it
 _amx_checked = None   # amx_available's answer, once asked
@@ -609,4 +613,37 @@ def _amx_conv3x3(library, x, packed, out_channels, scale, noise, noise_gain, bia
                                     bias.data_ptr(), float(alpha or 0.0), int(alpha is not None), *_bounds(clamp),
                                     torch.get_num_threads()):
         raise MemoryError('out of memory in the AMX convolution kernel')
+    return out
+
+
+AMX_MAX_PROJECTIONS = 16   # outputs of one accumulator tile
+
+
+def amx_projection(weight: torch.Tensor) -> torch.Tensor:
+    """A [O, C] float32 matrix (O <= 16, C a multiple of 32) in bfloat16, packed as
+    ``amx_project`` reads it: per block of 32 channels, [16 pairs of channels][16 outputs][the pair]."""
+    outputs, channels = weight.shape
+    padded = torch.zeros([AMX_MAX_PROJECTIONS, channels], dtype=torch.bfloat16)
+    padded[:outputs] = weight.to(torch.bfloat16)
+    return padded.view(AMX_MAX_PROJECTIONS, channels // AMX_BLOCK, 16, 2).permute(1, 2, 0, 3).contiguous()
+
+
+def amx_project(x: torch.Tensor, packed: torch.Tensor, outputs: int, bias: Optional[torch.Tensor],
+                clamp: Optional[float]) -> Optional[torch.Tensor]:
+    """``clamp(conv2d(x, weight[:, :, None, None]) + bias)`` of a bfloat16 channels-last image ``x``
+    with ``packed = amx_projection(weight)``, summed in float32 on the AMX tiles: a new
+    float32 contiguous [1, outputs, H, W] (ToRGB's image, with no bfloat16 map in between).
+    None where the AMX kernel does not apply."""
+    if not amx_available() or not _fits(x) or x.dtype != torch.bfloat16:
+        return None
+    channels, height, width = x.shape[1:]
+    if (channels % AMX_BLOCK or not 0 < outputs <= AMX_MAX_PROJECTIONS or packed.dtype != torch.bfloat16
+            or packed.numel() != AMX_MAX_PROJECTIONS * channels or not packed.is_contiguous()):
+        return None
+    bias = _vector(bias, outputs, 0.0)
+    if bias is False:
+        return None
+    out = torch.empty([1, outputs, height, width])
+    _load().sgh_amx_project_bf16(x.data_ptr(), height * width, channels, packed.data_ptr(), outputs, out.data_ptr(),
+                                 bias.data_ptr(), *_bounds(clamp), torch.get_num_threads())
     return out
