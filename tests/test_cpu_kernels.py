@@ -437,6 +437,7 @@ needs_amx = pytest.mark.skipif(not cpu_kernels.amx_available(), reason='no AMX t
     (32, 32, 5, 70, True),     # a partial block of pixels at the end of each row
     (96, 64, 3, 33, True),     # three input blocks, two output blocks
     (64, 32, 1, 7, False),     # one row: the zero padding above and below
+    (32, 32, 2, 64, False),    # a block whose right neighbour pixel is the row's padding
 ])
 def test_amx_conv3x3_is_the_convolution_then_the_epilogue(in_channels, out_channels, height, width, epilogue):
     generator = torch.Generator().manual_seed(4)
@@ -462,6 +463,37 @@ def test_amx_conv3x3_says_none_where_it_does_not_apply():
     assert cpu_kernels.amx_conv3x3(x.float(), packed, 32, None, None, 0.0, None, None, None) is None
     assert cpu_kernels.amx_conv3x3(_map(16, 4, 4, torch.bfloat16), packed, 32, None, None, 0.0, None, None, None) is None
     assert cpu_kernels.amx_conv3x3(x, packed.flatten()[:-1], 32, None, None, 0.0, None, None, None) is None
+
+
+@needs_amx
+@pytest.mark.parametrize('in_channels, out_channels, height, width', [
+    (32, 32, 5, 70),    # the last column of the even phases in a block of its own; blocks inside the rows
+    (64, 64, 3, 33),    # two input and two output blocks; a block at both ends of every row
+    (32, 64, 1, 7),     # one row: the phases' rows above and below it meet zeros
+    (32, 32, 2, 63),    # a block that ends one pixel short of the row's end
+])
+def test_amx_phases_are_the_four_phase_convolutions(in_channels, out_channels, height, width):
+    generator = torch.Generator().manual_seed(8)
+    x = _map(in_channels, height, width, torch.bfloat16, seed=9)
+    shapes = [(2, 2), (2, 1), (1, 2), (1, 1)]
+    kernels = [torch.randn([out_channels, in_channels, *shape], generator=generator) / in_channels for shape in shapes]
+    got = cpu_kernels.amx_phases(x, cpu_kernels.amx_phase_kernel(kernels), out_channels)
+    for phase, kernel, padding in zip(got, kernels, [(1, 1), (1, 0), (0, 1), (0, 0)]):
+        want = F.conv2d(x.double(), kernel.to(torch.bfloat16).double(), padding=padding)
+        assert phase.dtype == torch.bfloat16 and phase.is_contiguous(memory_format=torch.channels_last)
+        assert phase.shape == want.shape
+        # Summed in float32, rounded to bfloat16 once.
+        torch.testing.assert_close(phase.double(), want, rtol=2 ** -8, atol=1e-5 * float(want.abs().max()))
+
+
+@needs_amx
+def test_amx_phases_say_none_where_they_do_not_apply():
+    x = _map(32, 4, 4, torch.bfloat16)
+    kernels = [torch.randn([32, 32, *shape]) for shape in [(2, 2), (2, 1), (1, 2), (1, 1)]]
+    packed = cpu_kernels.amx_phase_kernel(kernels)
+    assert cpu_kernels.amx_phases(x.float(), packed, 32) is None                        # float32
+    assert cpu_kernels.amx_phases(_map(48, 4, 4, torch.bfloat16), packed, 32) is None   # 48 channels
+    assert cpu_kernels.amx_phases(x, packed, 64) is None                                # a kernel of other channels
 
 
 @needs_amx

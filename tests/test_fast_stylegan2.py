@@ -249,6 +249,28 @@ with torch.no_grad():
 
 
 @pytest.mark.skipif(not cpu_kernels.amx_available(), reason='no AMX tile units here (or no C compiler)')
+def test_bf16_narrow_upsampling_layers_take_their_phases_from_amx(monkeypatch):
+    """A 64 -> 32 channel bfloat16 upsampling layer on a large map computes its four phase
+    convolutions in one AMX pass, as close to float32 as oneDNN's four convolutions."""
+    torch.manual_seed(4)
+    layer = networks_stylegan2.SynthesisLayer(64, 32, w_dim=5, resolution=64, up=2, conv_clamp=256).eval()
+    x, w = torch.randn(1, 64, 32, 16), torch.randn(1, 5)
+    calls = []
+    original = cpu_kernels.amx_phases
+    monkeypatch.setattr(cpu_kernels, 'amx_phases', lambda *a: calls.append(1) or original(*a))
+    with torch.no_grad():
+        fp32 = layer(x, w, noise_mode='const')
+        with precision.use_precision(torch.bfloat16):
+            amx = layer(x.bfloat16(), w, noise_mode='const').float()
+            assert calls == [1]
+            monkeypatch.setattr(modulated_conv_fast, 'AMX_PHASES_MAX_CHANNELS', 0)
+            onednn = layer(x.bfloat16(), w, noise_mode='const').float()
+            assert calls == [1]
+    scale = float(fp32.abs().max())
+    assert 0 < float((amx - fp32).abs().max()) <= float((onednn - fp32).abs().max()) + 2 ** -8 * scale
+
+
+@pytest.mark.skipif(not cpu_kernels.amx_available(), reason='no AMX tile units here (or no C compiler)')
 def test_bf16_torgb_sums_on_amx_into_a_float32_image(monkeypatch):
     """In bfloat16 ToRGB gives the float32 contiguous image the block adds, summed on the AMX
     tiles: closer to float32 than oneDNN's bfloat16 output; other formats keep the old path."""

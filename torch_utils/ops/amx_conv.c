@@ -15,6 +15,10 @@
                           [out_channels], both multiples of 32 channels. The kernel is packed by
                           cpu_kernels.amx_kernel: [out block][tap][in block][half][pair][16 channels][2],
                           the pairs of input channels interleaved as the tile product reads them.
+   sgh_amx_phases_bf16    the four phase maps of a stride-2 3x3 transposed convolution in one pass
+                          over x (cpu_kernels.amx_phases): p00 [H+1][W+1], p01 [H+1][W], p10 [H][W+1],
+                          p11 [H][W], each out_channels wide, rounded to bfloat16; their 9 taps in
+                          PHASE_TAPS order, each packed as a 3x3 kernel's tap (cpu_kernels.amx_phase_kernel).
    sgh_amx_project_bf16   out[k][pixel] = clamp(sum_c x[pixel][c] w[k][c] + bias[k], lo, hi) for up
                           to 16 outputs k, summed in float32 into float32 planes (ToRGB: its 3
                           planes, which the image is made of, without a bfloat16 map in between).
@@ -28,6 +32,7 @@
    scratch buffer could not be allocated. */
 
 #define _GNU_SOURCE   /* syscall() */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +179,87 @@ int sgh_amx_conv3x3_bf16(const uint16_t *x, int64_t height, int64_t width, int64
     return failed;
 }
 
+/* The taps of the four phases: (phase, dy, dx), dy and dx from input pixel (i - 1, j - 1). */
+static const int PHASE_TAPS[9][3] = {{0, 0, 0}, {0, 0, 1}, {0, 1, 0}, {0, 1, 1}, {1, 0, 1}, {1, 1, 1},
+                                     {2, 1, 0}, {2, 1, 1}, {3, 1, 1}};
+
+int sgh_amx_phases_bf16(const uint16_t *x, int64_t height, int64_t width, int64_t in_channels,
+                        const uint16_t *kernel, int64_t out_channels, uint16_t *const *phases, int threads) {
+    static const float ones[BLOCK] = {1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f,
+                                      1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f};
+    static const float zeros[BLOCK];
+    const int64_t in_blocks = in_channels / BLOCK, out_blocks = out_channels / BLOCK;
+    const int64_t edge_width = BLOCK + 1;   /* pixels j0 - 1 .. j0 + BLOCK - 1 of an edge block */
+    const int64_t row_stride = in_channels * sizeof(uint16_t);
+    int failed = 0;
+    _Pragma("omp parallel num_threads(threads)")
+    {
+        uint16_t *edge = malloc(2 * edge_width * in_channels * sizeof *edge);
+        float *sums = malloc(BLOCK * BLOCK * sizeof *sums);
+        const int usable = edge != NULL && sums != NULL;
+        if (!usable) {
+            _Pragma("omp atomic write")
+            failed = 1;
+        } else {
+            configure_tiles();
+        }
+        _Pragma("omp for schedule(static)")
+        for (int64_t i = 0; i <= height; i++) {   /* rows of the even phases; the odd ones end one earlier */
+            if (!usable) continue;
+            for (int64_t j0 = 0; j0 <= width; j0 += BLOCK) {
+                const int inside = j0 >= 1 && j0 + BLOCK <= width;
+                if (!inside)
+                    for (int dy = 0; dy < 2; dy++)
+                        copy_edge(edge + dy * edge_width * in_channels, x, i - 1 + dy, j0 - 1, edge_width, height,
+                                  width, in_channels);
+                if (i + 1 < height) {   /* the row the next output row reads first, on its way to L2 */
+                    const char *next = (const char *)(x + ((i + 1) * width + j0) * in_channels);
+                    const int64_t bytes = (width - j0 < BLOCK ? width - j0 : BLOCK) * row_stride;
+                    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(next + b, 0, 2);
+                }
+                for (int64_t ob = 0; ob < out_blocks; ob++)
+                    for (int phase = 0, t = 0; phase < 4; phase++) {
+                        const int odd_row = phase >> 1, odd_column = phase & 1;
+                        const int64_t phase_width = width + 1 - odd_column;
+                        const int first = t;
+                        while (t < 9 && PHASE_TAPS[t][0] == phase) t++;
+                        if (i + odd_row > height || j0 >= phase_width) continue;
+                        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+                        for (int tap = first; tap < t; tap++) {
+                            const int dy = PHASE_TAPS[tap][1], dx = PHASE_TAPS[tap][2];
+                            const int64_t row = i - 1 + dy;
+                            if (inside && (row < 0 || row >= height)) continue;   /* zeros: nothing to add */
+                            const uint16_t *a = inside ? x + (row * width + j0 - 1 + dx) * in_channels
+                                                       : edge + (dy * edge_width + dx) * in_channels;
+                            const uint16_t *b = kernel + (ob * 9 + tap) * in_blocks * PACKED_TAP;
+                            for (int64_t ib = 0; ib < in_blocks; ib++, a += BLOCK, b += PACKED_TAP) {
+                                _tile_loadd(4, a, row_stride);
+                                _tile_loadd(5, a + 16 * in_channels, row_stride);
+                                _tile_loadd(6, b, TILE_BYTES);
+                                _tile_loadd(7, b + PACKED_TAP / 2, TILE_BYTES);
+                                _tile_dpbf16ps(0, 4, 6);
+                                _tile_dpbf16ps(1, 4, 7);
+                                _tile_dpbf16ps(2, 5, 6);
+                                _tile_dpbf16ps(3, 5, 7);
+                            }
+                        }
+                        _tile_stored(0, sums, BLOCK * sizeof *sums);
+                        _tile_stored(1, sums + 16, BLOCK * sizeof *sums);
+                        _tile_stored(2, sums + 16 * BLOCK, BLOCK * sizeof *sums);
+                        _tile_stored(3, sums + 16 * BLOCK + 16, BLOCK * sizeof *sums);
+                        const int64_t pixels = phase_width - j0 < BLOCK ? phase_width - j0 : BLOCK;
+                        finish_block(sums, phases[phase] + (i * phase_width + j0) * out_channels + ob * BLOCK, pixels,
+                                     out_channels, 0, ones, NULL, 0.f, zeros, 0.f, 0, -INFINITY, INFINITY);
+                    }
+            }
+        }
+        if (usable) _tile_release();
+        free(edge);
+        free(sums);
+    }
+    return failed;
+}
+
 void sgh_amx_project_bf16(const uint16_t *x, int64_t pixels, int64_t channels, const uint16_t *packed,
                           int64_t outputs, float *out, const float *bias, float lo, float hi, int threads) {
     const int64_t blocks = channels / BLOCK, whole = pixels / 16 * 16;
@@ -221,6 +307,13 @@ int sgh_amx_conv3x3_bf16(const uint16_t *x, int64_t height, int64_t width, int64
                          float lo, float hi, int threads) {
     (void)x; (void)height; (void)width; (void)in_channels; (void)kernel; (void)out_channels; (void)out;
     (void)scale; (void)noise; (void)noise_gain; (void)bias; (void)alpha; (void)leaky; (void)lo; (void)hi;
+    (void)threads;
+    return 1;
+}
+
+int sgh_amx_phases_bf16(const uint16_t *x, int64_t height, int64_t width, int64_t in_channels,
+                        const uint16_t *kernel, int64_t out_channels, uint16_t *const *phases, int threads) {
+    (void)x; (void)height; (void)width; (void)in_channels; (void)kernel; (void)out_channels; (void)phases;
     (void)threads;
     return 1;
 }

@@ -159,6 +159,8 @@ def _declare(library):
     library.sgh_amx_conv3x3_bf16.argtypes = [ptr, i64, i64, i64, ptr, i64, ptr, ptr, ptr, f32, ptr, f32, i32, f32, f32,
                                              i32]
     library.sgh_amx_conv3x3_bf16.restype = i32
+    library.sgh_amx_phases_bf16.argtypes = [ptr, i64, i64, i64, ptr, i64, ctypes.POINTER(ptr), i32]
+    library.sgh_amx_phases_bf16.restype = i32
     library.sgh_amx_project_bf16.argtypes = [ptr, i64, i64, ptr, i64, ptr, ptr, f32, f32, i32]
     library.sgh_amx_project_bf16.restype = None
 
@@ -614,6 +616,37 @@ def _amx_conv3x3(library, x, packed, out_channels, scale, noise, noise_gain, bia
                                     torch.get_num_threads()):
         raise MemoryError('out of memory in the AMX convolution kernel')
     return out
+
+
+def amx_phase_kernel(phases: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The four phase kernels of a stride-2 3x3 transposed convolution ([O, I, 2, 2], [O, I, 2, 1],
+    [O, I, 1, 2], [O, I, 1, 1]: correlations with padding (1, 1), (1, 0), (0, 1), (0, 0)) packed as
+    ``amx_phases`` reads them: their 9 taps in turn, each packed as ``amx_kernel`` packs a tap."""
+    p00, p01, p10, p11 = (p.float() for p in phases)
+    taps = [p00[:, :, 0, 0], p00[:, :, 0, 1], p00[:, :, 1, 0], p00[:, :, 1, 1], p01[:, :, 0, 0], p01[:, :, 1, 0],
+            p10[:, :, 0, 0], p10[:, :, 0, 1], p11[:, :, 0, 0]]
+    return amx_kernel(torch.stack(taps, dim=2).unflatten(2, (3, 3)))
+
+
+def amx_phases(x: torch.Tensor, packed: torch.Tensor, out_channels: int) -> Optional[list]:
+    """The four phase maps of the stride-2 transposed convolution of a bfloat16 channels-last image
+    ``x`` [1, I, H, W] with ``packed = amx_phase_kernel(...)``: [H + 1, W + 1], [H + 1, W], [H, W + 1]
+    and [H, W] pixels, channels-last bfloat16, as ``fir_epilogue_phases`` reads them, summed in
+    float32 on the AMX tiles in one pass over x (oneDNN's four convolutions read it four times).
+    None where the AMX kernel does not apply."""
+    if not amx_available() or not _fits(x) or x.dtype != torch.bfloat16:
+        return None
+    in_channels, height, width = x.shape[1:]
+    if (in_channels % AMX_BLOCK or out_channels % AMX_BLOCK or packed.dtype != torch.bfloat16
+            or packed.numel() != 9 * in_channels * out_channels or not packed.is_contiguous()):
+        return None
+    phases = [torch.empty([1, out_channels, height + 1 - a, width + 1 - b], dtype=torch.bfloat16,
+                          memory_format=torch.channels_last) for a in (0, 1) for b in (0, 1)]
+    pointers = (ctypes.c_void_p * 4)(*[p.data_ptr() for p in phases])
+    if _load().sgh_amx_phases_bf16(x.data_ptr(), height, width, in_channels, packed.data_ptr(), out_channels,
+                                   pointers, torch.get_num_threads()):
+        raise MemoryError('out of memory in the AMX phase convolution kernel')
+    return phases
 
 
 AMX_MAX_PROJECTIONS = 16   # outputs of one accumulator tile
