@@ -10,7 +10,8 @@ transforms here and its 36 products with them up to 128 channels (as one ``torch
 for wider layers), with 4x less arithmetic
 (``winograd_tiles`` and ``winograd_output_adjoint`` give ``winograd_conv`` its gradients).
 Where the CPU has AMX (``amx_conv.c``), ``amx_conv3x3`` runs narrow bfloat16 3x3 layers with
-their epilogue and ``amx_project`` ToRGB's 1x1 projection into float32 image planes.
+their epilogue, ``amx_phases`` an upsampling layer's four phase convolutions in one pass and
+``amx_project`` ToRGB's 1x1 projection into float32 image planes.
 
 The C source is compiled once per machine with the system's C compiler (``$CC``, else
 ``cc``) for this CPU (``-march=native``, OpenMP where the compiler has it), and the library
@@ -550,7 +551,7 @@ def _separable_taps(f, gain):
 
 
 # ---------------------------------------------------------------------------------------------
-# 3x3 convolutions and 1x1 projections on AMX (amx_conv.c)
+# 3x3 and phase convolutions and 1x1 projections on AMX (amx_conv.c)
 
 AMX_BLOCK = 32   # the AMX kernel's channel blocks: both channel counts must be multiples of it
 _amx_checked = None   # amx_available's answer, once asked

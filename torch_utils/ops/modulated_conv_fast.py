@@ -109,13 +109,14 @@ def modulated_conv_bias_act(x, weight, styles, bias, noise=None, up=1, padding=0
     if _phases_pay(x, weight, kernel_scale, up, crop, taps):
         # The transposed convolution as four ordinary ones, one per output phase, which
         # the filter kernel reads as they are: nothing interleaved, no taps that meet zeros.
+        phases = None
         if kernel_scale is None:   # small maps, bfloat16: the four kernels packed once per input size
             packed = _prepared(weight, ('packed_phases', tuple(x.shape)), x.dtype, flip=flip_weight)
             phases = [_packed_conv(x, kernel, pad) for kernel, pad in zip(packed, _PHASE_PADDING)]
         elif _amx_phases_pay(x, weight):   # large maps, narrow bfloat16 layers: all four in one pass
             kernels = _phase_kernels(weight, kernel_scale, flip_weight, torch.float32)
             phases = cpu_kernels.amx_phases(x, cpu_kernels.amx_phase_kernel(kernels), weight.shape[0])
-        else:
+        if phases is None:
             phases = [F.conv2d(x, kernel, padding=pad)
                       for kernel, pad in zip(_phase_kernels(weight, kernel_scale, flip_weight, x.dtype), _PHASE_PADDING)]
         out = cpu_kernels.fir_epilogue_phases(phases, *taps, filter_padding, *epilogue)
