@@ -79,7 +79,8 @@ static void copy_edge(uint16_t *copy, const uint16_t *x, int64_t row, int64_t fi
     int64_t lo = first < 0 ? 0 : first, hi = first + count > width ? width : first + count;
     if (row < 0 || row >= height || hi < lo) lo = hi = first;   /* all zeros */
     memset(copy, 0, (lo - first) * channels * sizeof *copy);
-    memcpy(copy + (lo - first) * channels, x + (row * width + lo) * channels, (hi - lo) * channels * sizeof *copy);
+    if (hi > lo)
+        memcpy(copy + (lo - first) * channels, x + (row * width + lo) * channels, (hi - lo) * channels * sizeof *copy);
     memset(copy + (hi - first) * channels, 0, (first + count - hi) * channels * sizeof *copy);
 }
 
