@@ -73,6 +73,16 @@ static void configure_tiles(void) {
     _tile_loadconfig(&config);
 }
 
+/* A thread's scratch (`edge_elements` values for the end blocks' copies, a block's float32 sums)
+   and its tile configuration; 0 where the memory could not be had. */
+static int start_thread(uint16_t **edge, int64_t edge_elements, float **sums) {
+    *edge = malloc(edge_elements * sizeof **edge);
+    *sums = malloc(BLOCK * BLOCK * sizeof **sums);
+    if (*edge == NULL || *sums == NULL) return 0;
+    configure_tiles();
+    return 1;
+}
+
 /* Pixels first .. first + count - 1 of input row `row` into `copy`, zeros outside the map. */
 static void copy_edge(uint16_t *copy, const uint16_t *x, int64_t row, int64_t first, int64_t count, int64_t height,
                       int64_t width, int64_t channels) {
@@ -151,14 +161,12 @@ int sgh_amx_conv3x3_bf16(const uint16_t *x, int64_t height, int64_t width, int64
     int failed = 0;
     _Pragma("omp parallel num_threads(threads)")
     {
-        uint16_t *edge = malloc(3 * edge_width * in_channels * sizeof *edge);
-        float *sums = malloc(BLOCK * BLOCK * sizeof *sums);
-        const int usable = edge != NULL && sums != NULL;
+        uint16_t *edge;
+        float *sums;
+        const int usable = start_thread(&edge, 3 * edge_width * in_channels, &sums);
         if (!usable) {
             _Pragma("omp atomic write")
             failed = 1;
-        } else {
-            configure_tiles();
         }
         _Pragma("omp for schedule(static)")   /* every thread reaches it, as OpenMP requires */
         for (int64_t y = 0; y < height; y++) {
@@ -211,14 +219,12 @@ int sgh_amx_phases_bf16(const uint16_t *x, int64_t height, int64_t width, int64_
     int failed = 0;
     _Pragma("omp parallel num_threads(threads)")
     {
-        uint16_t *edge = malloc(2 * edge_width * in_channels * sizeof *edge);
-        float *sums = malloc(BLOCK * BLOCK * sizeof *sums);
-        const int usable = edge != NULL && sums != NULL;
+        uint16_t *edge;
+        float *sums;
+        const int usable = start_thread(&edge, 2 * edge_width * in_channels, &sums);
         if (!usable) {
             _Pragma("omp atomic write")
             failed = 1;
-        } else {
-            configure_tiles();
         }
         _Pragma("omp for schedule(static)")
         for (int64_t i = 0; i <= height; i++) {   /* rows of the even phases; the odd ones end one earlier */
