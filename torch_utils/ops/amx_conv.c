@@ -270,6 +270,8 @@ int sgh_amx_phases_bf16(const uint16_t *x, int64_t height, int64_t width, int64_
 void sgh_amx_project_bf16(const uint16_t *x, int64_t pixels, int64_t channels, const uint16_t *packed,
                           int64_t outputs, float *out, const float *bias, float lo, float hi, int threads) {
     const int64_t blocks = channels / BLOCK, whole = pixels / 16 * 16;
+    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(16));   /* where each pixel's sums start */
     _Pragma("omp parallel num_threads(threads)")
     {
         float sums[16 * 16];
@@ -283,12 +285,11 @@ void sgh_amx_project_bf16(const uint16_t *x, int64_t pixels, int64_t channels, c
                 _tile_dpbf16ps(0, 4, 6);
             }
             _tile_stored(0, sums, 16 * sizeof *sums);
-            const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3,
-                                                                     2, 1, 0), _mm512_set1_epi32(16));
             for (int64_t k = 0; k < outputs; k++) {   /* column k of the 16 pixels' sums */
                 __m512 v = _mm512_i32gather_ps(_mm512_add_epi32(rows, _mm512_set1_epi32((int)k)), sums, 4);
                 v = _mm512_add_ps(v, _mm512_set1_ps(bias[k]));
-                _mm512_storeu_ps(out + k * pixels + p0, _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v)));
+                v = _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v));
+                _mm512_storeu_ps(out + k * pixels + p0, v);
             }
         }
         _tile_release();
