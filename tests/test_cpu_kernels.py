@@ -80,6 +80,10 @@ def test_epilogue_keeps_nan_and_infinities_as_torch_does():
     (3, 5, 12, [2, 1, 0, 3]),        # asymmetric
     (16, 8, 8, [-1, 2, 1, -2]),      # cropping
     (5, 1, 1, [3, 3, 3, 3]),         # all padding
+    # Whole vectors of 16 channels (AVX-512): 32 and 16 at a time, rows and columns outside the map,
+    (48, 6, 5, [2, 1, 3, 0]),
+    (64, 2, 3, [3, 3, 3, 3]),
+    (16, 4, 9, [-2, -1, 2, 2]),      # and an output row narrower than the map's
 ])
 def test_fir_epilogue_matches_upfirdn2d(dtype, channels, height, width, padding):
     x = _map(channels, height, width, dtype, seed=2)
@@ -99,7 +103,7 @@ def test_fir_epilogue_matches_upfirdn2d(dtype, channels, height, width, padding)
 
 
 @needs_kernels
-@pytest.mark.parametrize('channels', [7, 32])   # 32: whole vectors (AVX512-BF16 where present)
+@pytest.mark.parametrize('channels', [7, 32, 48])   # 32, 48: whole vectors (AVX-512 where present)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_fir_epilogue_reads_a_transposed_convolution_from_its_four_phases(dtype, channels):
     """The phases the upsampling layer computes give the same map Y as the transposed
