@@ -16,11 +16,25 @@ rate (4096 products) is measured before and after each and printed with the
 machine's CPU flags; a busy machine is flagged. Last, each configuration runs a
 short projection and tuning toward the same target, and its PSNR and LPIPS are
 printed next to the reference ops' (fp32 fast must reach the same result).
+
+\b
+python benchmarks/bench_pti.py --against a79a67a   # also: this tree's steps against that revision's
+
+``--against REV`` times the code, not just the ops: the fp32 steps of this tree and of git
+revision REV (exported to a temporary folder), each run by ``pti_steps.py`` in a fresh
+process with its own defaults, the two in turns; the speed-up is the median of the ratios
+within a round. a79a67a is the code from before the gradient work of issue 20.
 """
 
+import contextlib
+import io
+import json
 import pathlib
 import resource
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 
 import click
@@ -31,6 +45,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 import machine  # noqa: E402
+import pti_steps  # noqa: E402
 
 from pti.projector import ProjectionConfig, project_w  # noqa: E402
 from pti.tuning import TuningConfig, tune_generator  # noqa: E402
@@ -42,10 +57,7 @@ from training import networks_stylegan2  # noqa: E402
 
 
 def published_generator(resolution):
-    return networks_stylegan2.Generator(
-        z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3, square=False,
-        mapping_kwargs=dict(num_layers=8),
-        synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)).eval()
+    return pti_steps.published_generator(networks_stylegan2, resolution)
 
 
 def seconds_per_step(run, steps):
@@ -79,7 +91,19 @@ def psnr(a, b):
 @click.option('--quality-steps', type=click.IntRange(min=0), default=20, show_default=True,
               help='Projection and tuning steps toward a fixed target in each timed configuration, '
                    'to compare their PSNR and LPIPS with the reference ops\' (0: skip)')
-def main(resolution, steps, rounds, threads, with_bf16, quality_steps):
+@click.option('--against', metavar='REV', default=None,
+              help='Also time the fp32 steps of this tree against those of git revision REV (the code '
+                   'before a change), each side in a fresh process with its own defaults, in turns')
+def main(resolution, steps, rounds, threads, with_bf16, quality_steps, against):
+    with contextlib.ExitStack() as stack:
+        other_tree = export_revision(against, stack) if against else None   # a bad REV stops before the timing
+        times = benchmark(resolution, steps, rounds, threads, with_bf16, quality_steps)
+        if other_tree:
+            compare_trees(against, other_tree, resolution, steps, rounds, threads)
+    return times
+
+
+def benchmark(resolution, steps, rounds, threads, with_bf16, quality_steps):
     if threads:
         torch.set_num_threads(threads)
     allocator.reuse_freed_memory()   # as run_pti.py runs, for every configuration
@@ -148,6 +172,52 @@ def main(resolution, steps, rounds, threads, with_bf16, quality_steps):
             print(f'  {number_format} {ops:4} ops: PSNR {db:.2f} dB ({db - reference[0]:+.3f}), '
                   f'LPIPS {distance:.4f} ({distance - reference[1]:+.4f})')
     return times
+
+
+def export_revision(revision, stack):
+    """The files of git revision ``revision`` of this repository, in a temporary folder that
+    ``stack`` removes; a revision git does not know is a one-line usage error."""
+    try:
+        archive = subprocess.run(['git', '-C', str(ROOT), 'archive', '--format=tar', revision],
+                                 capture_output=True, check=True).stdout
+    except FileNotFoundError:
+        raise click.UsageError('--against needs git on the PATH') from None
+    except subprocess.CalledProcessError as error:
+        message = error.stderr.decode(errors='replace').strip().splitlines() or [f'exit status {error.returncode}']
+        raise click.UsageError(f'--against {revision}: {message[-1]}') from None
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix='bench_pti_'))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+    return folder
+
+
+def step_times_in(tree, phase, steps, resolution, threads):
+    """``pti_steps.py``'s step times of ``phase`` run by ``tree``'s code in a fresh process."""
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'pti_steps.py'), str(tree), phase, str(steps + 1),
+               '--resolution', str(resolution)] + (['--threads', str(threads)] if threads else [])
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [f'exit status {result.returncode}'])[-1]
+        raise click.ClickException(f'{phase} steps of {tree} failed: {last}')
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def compare_trees(revision, other_tree, resolution, steps, rounds, threads):
+    """This tree's fp32 step times against ``revision``'s, the two taking turns."""
+    print(f'Against {revision}: each side in a fresh process with its own default ops, fp32, '
+          f'{rounds} rounds in turns, median of {steps} steps')
+    trees = {'this tree': ROOT, revision: other_tree}
+    for phase, label in (('project', 'W projection (VGG16 loss)'), ('tune', 'pivotal tuning (L2 + LPIPS)')):
+        per_round = {name: [] for name in trees}
+        for turn in range(rounds):
+            for name in (list(trees) if turn % 2 == 0 else list(trees)[::-1]):
+                with machine.roofline(with_bf16=False) as limit:
+                    per_round[name].append(float(np.median(step_times_in(trees[name], phase, steps, resolution,
+                                                                         threads))))
+        ours, theirs = (float(np.median(per_round[name])) for name in trees)
+        speedup = machine.paired_speedup(per_round[revision], per_round['this tree'])
+        print(f'{label + ":":30} this tree {ours:.2f} s/step, {revision} {theirs:.2f} s/step: '
+              f'{speedup:.2f}x  (last round: {limit.summary()})')
 
 
 if __name__ == '__main__':
