@@ -4,9 +4,10 @@ A benchmark's speed means little without the machine's own limit measured next t
 :func:`roofline` measures the GEMM rate (large products, best of several) before and after
 the timed block, and :func:`describe` prints the load average and CPU flags beside the
 figures. A busy machine is reported as such, so its numbers are not taken as facts: busy
-means the GEMM rate moved between the two measurements, or other processes used the CPU
-during the block (from /proc/stat, less this process and its children: the load average
-would count the benchmark's own threads).
+means the GEMM rate moved between the two measurements, or stayed well below the best rate
+the same run measured (a neighbour on the matrix units for the whole block), or other
+processes used the CPU during the block (from /proc/stat, less this process and its children:
+the load average would count the benchmark's own threads).
 """
 
 import contextlib
@@ -20,6 +21,9 @@ GEMM_SIZE = 4096           # large enough that the product runs at the machine's
 FLAGS_OF_INTEREST = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile', 'amx_bf16', 'amx_fp16', 'neon', 'asimd')
 RATE_DRIFT = 0.10          # GEMM rates before and after differing by more than this: the machine was busy
 OTHERS_LIMIT = 0.2         # cores used on average by other processes during a block: the machine was busy
+BELOW_BEST = 0.15          # a rate this much below the best this process measured: the machine was busy
+
+_best_rates = {}           # the best GEMM rate measured so far in this process, per number format
 
 
 def gemm_rate(dtype: torch.dtype = torch.float32, size: int = GEMM_SIZE, reps: int = 3) -> float:
@@ -123,6 +127,8 @@ class Roofline:
         rates = {'fp32': gemm_rate(torch.float32, self.size)}
         if self.with_bf16:
             rates['bf16'] = gemm_rate(torch.bfloat16, self.size)
+        for kind, rate in rates.items():
+            _best_rates[kind] = max(_best_rates.get(kind, 0.0), rate)
         return rates
 
     @property
@@ -136,11 +142,14 @@ class Roofline:
 
     @property
     def busy(self) -> bool:
-        """A rate (fp32, and bf16 where measured) moved between before and after, or other
+        """A rate (fp32, and bf16 where measured) moved between before and after, or stayed well
+        below the best this process measured (a neighbour on the CPU all along), or other
         processes used the CPU."""
         drifts = [abs(self.before[kind] - self.after[kind]) / max(self.before[kind], self.after[kind])
                   for kind in self.before]
-        return max(drifts) > RATE_DRIFT or self.others > OTHERS_LIMIT
+        below_best = [min(self.before[kind], self.after[kind]) < (1 - BELOW_BEST) * _best_rates.get(kind, 0.0)
+                      for kind in self.before]
+        return max(drifts) > RATE_DRIFT or any(below_best) or self.others > OTHERS_LIMIT
 
     def summary(self) -> str:
         parts = [f'fp32 GEMM {self.before["fp32"] / 1e9:.0f} -> {self.after["fp32"] / 1e9:.0f} GFLOP/s']
