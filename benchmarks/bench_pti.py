@@ -207,6 +207,8 @@ def compare_trees(revision, other_tree, resolution, steps, rounds, threads):
     print(f'Against {revision}: each side in a fresh process with its own default ops, fp32, '
           f'{rounds} rounds in turns, median of {steps} steps')
     trees = {'this tree': ROOT, revision: other_tree}
+    step_counts = {'project': ProjectionConfig().steps, 'tune': TuningConfig().steps}
+    photo = {name: np.zeros(rounds) for name in trees}   # seconds per photo at the defaults, round by round
     for phase, label in (('project', 'W projection (VGG16 loss)'), ('tune', 'pivotal tuning (L2 + LPIPS)')):
         per_round = {name: [] for name in trees}
         for turn in range(rounds):
@@ -218,6 +220,13 @@ def compare_trees(revision, other_tree, resolution, steps, rounds, threads):
         speedup = machine.paired_speedup(per_round[revision], per_round['this tree'])
         print(f'{label + ":":30} this tree {ours:.2f} s/step, {revision} {theirs:.2f} s/step: '
               f'{speedup:.2f}x  (last round: {limit.summary()})')
+        for name in trees:
+            photo[name] += step_counts[phase] * np.array(per_round[name])
+    # A whole inversion, as run_pti.py runs it: the two phases' steps weighted by their default counts.
+    ours, theirs = (float(np.median(photo[name])) / 60 for name in trees)
+    speedup = machine.paired_speedup(list(photo[revision]), list(photo['this tree']))
+    print(f'{"one photo at the defaults:":30} this tree {ours:.1f} min, {revision} {theirs:.1f} min: {speedup:.2f}x  '
+          f'({step_counts["project"]} projection + up to {step_counts["tune"]} tuning steps)')
 
 
 if __name__ == '__main__':

@@ -53,6 +53,20 @@ def test_against_a_revision_times_both_trees_in_fresh_processes(monkeypatch, cap
     out = capsys.readouterr().out
     for phase in ('W projection', 'pivotal tuning'):
         assert re.search(phase + r'.*: +this tree \d+\.\d\d s/step, HEAD \d+\.\d\d s/step: \d+\.\d\dx', out), out
+    assert re.search(r'one photo at the defaults: +this tree \d+\.\d min, HEAD \d+\.\d min: \d+\.\d\dx', out), out
+
+
+def test_a_whole_photo_weighs_each_phase_by_its_default_step_count(monkeypatch, capsys):
+    bench = load_benchmark('bench_pti')
+    real_roofline = bench.machine.roofline
+    monkeypatch.setattr(bench.machine, 'roofline', lambda with_bf16: real_roofline(with_bf16=with_bf16, size=64))
+    seconds = {('ours', 'project'): 1.0, ('ours', 'tune'): 2.0, ('old', 'project'): 3.0, ('old', 'tune'): 4.0}
+    monkeypatch.setattr(bench, 'step_times_in', lambda tree, phase, *_: [seconds[str(tree), phase]] * 3)
+    monkeypatch.setattr(bench, 'ROOT', 'ours')
+    bench.compare_trees('REV', 'old', resolution=64, steps=3, rounds=2, threads=None)
+    ours, old = 450 * 1.0 + 350 * 2.0, 450 * 3.0 + 350 * 4.0   # ProjectionConfig and TuningConfig steps
+    line = [text for text in capsys.readouterr().out.splitlines() if text.startswith('one photo')][0]
+    assert f'this tree {ours / 60:.1f} min, REV {old / 60:.1f} min: {old / ours:.2f}x' in line, line
 
 
 @needs_git_checkout
