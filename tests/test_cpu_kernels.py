@@ -237,6 +237,41 @@ def test_winograd_kernel_transforms_carry_gradients_as_the_convolution_does():
 
 
 @needs_kernels
+@pytest.mark.parametrize('out_channels, in_channels', [(48, 40), (16, 64), (3, 5)])   # whole vectors, remainders
+@pytest.mark.parametrize('memory_format', [torch.channels_last, torch.contiguous_format])
+def test_winograd_kernel_transforms_are_g_k_gt_and_its_adjoint(out_channels, in_channels, memory_format):
+    # Against G (x) G applied in float64: the forward transform [36, I, O], the input gradient's
+    # (taps reversed, channel axes swapped) [36, O, I], and the adjoint taking [36, O, I] back to
+    # the kernel's taps.
+    generator = torch.Generator().manual_seed(13)
+    kernel = torch.randn([out_channels, in_channels, 3, 3], generator=generator).contiguous(memory_format=memory_format)
+    matrix = torch.kron(cpu_kernels._WINOGRAD_G, cpu_kernels._WINOGRAD_G)                    # [36, 9] float64
+    taps = kernel.double().reshape(out_channels, in_channels, 9)
+    want = torch.einsum('tk,oik->tio', matrix, taps)
+    want_back = torch.einsum('tk,oik->toi', matrix, taps.flip(2))
+    torch.testing.assert_close(cpu_kernels.winograd_kernel(kernel).double(), want, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(cpu_kernels.winograd_kernel_for_input_gradient(kernel).double(), want_back,
+                               atol=1e-6, rtol=1e-6)
+    grad = torch.randn([36, out_channels, in_channels], generator=generator)
+    want_taps = torch.einsum('tk,toi->oik', matrix, grad.double()).reshape(out_channels, in_channels, 3, 3)
+    got_taps = cpu_kernels.winograd_kernel_gradient(grad)
+    assert got_taps.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got_taps.double(), want_taps, atol=1e-5, rtol=1e-5)
+
+
+@needs_kernels
+def test_tap_square_sum_in_both_layouts_of_the_layers_weights():
+    generator = torch.Generator().manual_seed(14)
+    weight = torch.randn([24, 40, 3, 3], generator=generator)
+    for laid_out in (weight.contiguous(memory_format=torch.channels_last),                   # [O, I, k, k]
+                     weight.transpose(0, 1).contiguous(memory_format=torch.channels_last).transpose(0, 1)):
+        got = cpu_kernels.tap_square_sum(laid_out)
+        torch.testing.assert_close(got, weight.square().sum(dim=[2, 3]), atol=0, rtol=1e-6)
+    assert cpu_kernels.tap_square_sum(weight) is None              # taps last: not a layout it reads
+    assert cpu_kernels.tap_square_sum(weight.double().contiguous(memory_format=torch.channels_last)) is None
+
+
+@needs_kernels
 def test_winograd_transform_gradient_sums_the_adjoint_times_the_tiles_over_images():
     # In C, tile block by tile block (several blocks here, the last one partial), each thread
     # summing its own copy: the products torch.bmm makes of the whole transforms.

@@ -153,6 +153,12 @@ def _declare(library):
     library.sgh_winograd_output_adjoint.restype = None
     library.sgh_winograd_kernel_gradient.argtypes = [ptr, ptr, i64, i64, i64, i64, ptr, i32]
     library.sgh_winograd_kernel_gradient.restype = i32
+    library.sgh_winograd_kernel_transform.argtypes = [ptr, i64, i64, i32, ptr, i64, i64, i32]
+    library.sgh_winograd_kernel_transform.restype = None
+    library.sgh_winograd_kernel_transform_adjoint.argtypes = [ptr, i64, i64, ptr, i32]
+    library.sgh_winograd_kernel_transform_adjoint.restype = None
+    library.sgh_tap_square_sum.argtypes = [ptr, i64, i64, i64, ptr, i32]
+    library.sgh_tap_square_sum.restype = None
     library.sgh_upsample2x.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, i32]
     library.sgh_upsample2x.restype = i32
     library.sgh_amx_conv_ready.argtypes = []
@@ -350,28 +356,69 @@ FUSED_WINOGRAD_MAX_CHANNELS = 128   # wider: the kernel's transform outgrows the
 
 def winograd_kernel(kernel: torch.Tensor) -> torch.Tensor:
     """The transformed 3x3 ``kernel`` [O, I, 3, 3] (correlation taps, float32) that
-    ``winograd_conv3x3`` multiplies by: [36, I, O] (a strided view; a channels-last kernel is
-    read without a copy)."""
-    return torch.matmul(_WINOGRAD_TAPS, _taps_last(kernel)).permute(1, 2, 0)
+    ``winograd_conv3x3`` multiplies by: [36, I, O] (a strided view of [O, 36, I])."""
+    taps = _taps_last(kernel)
+    library = _load()
+    if library is None:
+        return torch.matmul(_WINOGRAD_TAPS, taps).permute(1, 2, 0)
+    out_channels, _, in_channels = taps.shape
+    transformed = torch.empty([out_channels, WINOGRAD_POSITIONS, in_channels])
+    library.sgh_winograd_kernel_transform(taps.data_ptr(), out_channels, in_channels, 0, transformed.data_ptr(),
+                                          WINOGRAD_POSITIONS * in_channels, in_channels, torch.get_num_threads())
+    return transformed.permute(1, 2, 0)
 
 
 def winograd_kernel_for_input_gradient(kernel: torch.Tensor) -> torch.Tensor:
     """``winograd_kernel`` of the kernel that carries an output gradient back to the input (``kernel``
-    with its taps reversed and its two channel axes swapped): [36, O, I]."""
-    return torch.matmul(_WINOGRAD_TAPS_REVERSED, _taps_last(kernel)).transpose(0, 1)
+    with its taps reversed and its two channel axes swapped): [36, O, I], contiguous where the C
+    kernels run."""
+    taps = _taps_last(kernel)
+    library = _load()
+    if library is None:
+        return torch.matmul(_WINOGRAD_TAPS_REVERSED, taps).transpose(0, 1)
+    out_channels, _, in_channels = taps.shape
+    transformed = torch.empty([WINOGRAD_POSITIONS, out_channels, in_channels])
+    library.sgh_winograd_kernel_transform(taps.data_ptr(), out_channels, in_channels, 1, transformed.data_ptr(),
+                                          in_channels, out_channels * in_channels, torch.get_num_threads())
+    return transformed
 
 
 def winograd_kernel_gradient(grad: torch.Tensor) -> torch.Tensor:
     """The gradient of a kernel [O, I, 3, 3] from the gradient of its transform, given as [36, O, I]:
     channels-last, as the layers keep their weights."""
     out_channels, in_channels = grad.shape[1:]
-    taps = torch.matmul(_WINOGRAD_TAPS.t(), grad.transpose(0, 1))          # [O, 9, I]
+    library = _load()
+    if library is None:
+        taps = torch.matmul(_WINOGRAD_TAPS.t(), grad.transpose(0, 1))          # [O, 9, I]
+    else:
+        grad = grad.float().contiguous()
+        taps = torch.empty([out_channels, 9, in_channels])
+        library.sgh_winograd_kernel_transform_adjoint(grad.data_ptr(), out_channels, in_channels, taps.data_ptr(),
+                                                      torch.get_num_threads())
     return taps.view(out_channels, 3, 3, in_channels).permute(0, 3, 1, 2)
 
 
 def _taps_last(kernel):
-    """[O, I, 3, 3] as [O, 9, I] (a view of a channels-last float32 kernel)."""
-    return kernel.float().permute(0, 2, 3, 1).reshape(kernel.shape[0], 9, kernel.shape[1])
+    """[O, I, 3, 3] as [O, 9, I], contiguous (a view of a channels-last float32 kernel)."""
+    return kernel.float().permute(0, 2, 3, 1).reshape(kernel.shape[0], 9, kernel.shape[1]).contiguous()
+
+
+def tap_square_sum(weight: torch.Tensor) -> Optional[torch.Tensor]:
+    """``weight.square().sum(dim=[2, 3])`` [O, I] of a float32 kernel [O, I, k, k] laid out
+    channels-last either as it is or as its [I, O] transpose (the upsampling layers'), in one
+    pass; None for other layouts or where the kernels do not apply."""
+    library = _load()
+    if library is None or weight.dtype != torch.float32 or weight.ndim != 4 or weight.device.type != 'cpu':
+        return None
+    transposed = not weight.is_contiguous(memory_format=torch.channels_last)
+    laid_out = weight.transpose(0, 1) if transposed else weight
+    if not laid_out.is_contiguous(memory_format=torch.channels_last):
+        return None
+    rows, cols = laid_out.shape[:2]
+    sums = torch.empty([rows, cols])
+    library.sgh_tap_square_sum(laid_out.data_ptr(), rows, laid_out.shape[2] * laid_out.shape[3], cols, sums.data_ptr(),
+                               torch.get_num_threads())
+    return sums.t() if transposed else sums
 
 
 def winograd_tiles(x: torch.Tensor) -> Optional[torch.Tensor]:

@@ -177,7 +177,12 @@ class Demodulation(torch.autograd.Function):
 
 def _tap_square_sum(weight):
     """``weight.square().sum(dim=[2, 3])`` [O, I], reduced in the order the weight lies in memory
-    (a channels-last [I, O, k, k] weight summed across its strides takes six times as long)."""
+    (a channels-last [I, O, k, k] weight summed across its strides takes six times as long);
+    in one C pass where no graph is recorded (PyTorch's square and sum take two)."""
+    if not torch.is_grad_enabled():
+        sums = cpu_kernels.tap_square_sum(weight)
+        if sums is not None:
+            return sums
     memory_order = sorted(range(4), key=lambda dim: -weight.stride(dim))   # stable: size-1 dims keep their place
     sums = weight.permute(memory_order).square().sum(dim=[memory_order.index(2), memory_order.index(3)])
     return sums if memory_order.index(0) < memory_order.index(1) else sums.t()
