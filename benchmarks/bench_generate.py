@@ -142,19 +142,47 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def psnr_child(spec, seeds):
-    """Runs in a subprocess: mean and lowest PSNR (dB) of bf16 images against fp32 over ``seeds``."""
+def psnr_child(spec, seeds, figure=None):
+    """Runs in a subprocess: mean and lowest PSNR (dB) of bf16 images against fp32 over ``seeds``;
+    with ``figure`` (a file name), also the lowest one's images side by side there."""
     from stylegan_human.sampling import generate_images
     from torch_utils import allocator, precision
     allocator.reuse_freed_memory()
     G = build(spec)
-    values = []
+    values, worst = [], None
     for seed in range(seeds):
-        exact = generate_images(G, [seed])[0].image.astype(np.float64)
+        exact = generate_images(G, [seed])[0].image
         with precision.use_precision(torch.bfloat16):
-            rounded = generate_images(G, [seed])[0].image.astype(np.float64)
-        values.append(10 * np.log10(255 ** 2 / max(np.mean((exact - rounded) ** 2), 1e-12)))
-    print(json.dumps({'psnr_mean': float(np.mean(values)), 'psnr_min': float(np.min(values))}))
+            rounded = generate_images(G, [seed])[0].image
+        error = np.mean((exact.astype(np.float64) - rounded) ** 2)
+        values.append(10 * np.log10(255 ** 2 / max(error, 1e-12)))
+        if worst is None or values[-1] < worst[0]:
+            worst = (values[-1], seed, exact, rounded)
+    if figure:
+        from PIL import Image
+        Image.fromarray(side_by_side(worst[2], worst[3])).save(figure, quality=90)
+    print(json.dumps({'psnr_mean': float(np.mean(values)), 'psnr_min': float(np.min(values)), 'worst_seed': worst[1]}))
+
+
+FIGURE_HEIGHT = 512   # panels taller than this are shrunk by a whole factor
+DIFFERENCE_GAIN = 20  # one uint8 level of difference shows as 20
+
+
+def side_by_side(exact, rounded):
+    """[fp32 | bf16 | difference] of two uint8 images [H, W, 3]: the difference is the largest of
+    the three channels' |fp32 - bf16|, times DIFFERENCE_GAIN, in grey. Shrunk to FIGURE_HEIGHT
+    or less: the images by averaging, the difference by its maximum, so no pixel's is lost."""
+    factor = max(1, exact.shape[0] // FIGURE_HEIGHT)
+    height, width = exact.shape[0] // factor * factor, exact.shape[1] // factor * factor
+
+    def blocks(image):   # [H / f, W / f, f * f, C]
+        image = image[:height, :width]
+        return image.reshape(height // factor, factor, width // factor, factor, -1).transpose(0, 2, 1, 3, 4) \
+            .reshape(height // factor, width // factor, factor * factor, -1)
+    difference = np.abs(exact.astype(np.int16) - rounded).max(axis=2, keepdims=True)
+    difference = np.clip(blocks(difference).max(axis=2) * DIFFERENCE_GAIN, 0, 255).repeat(3, axis=2)
+    panels = [blocks(image).mean(axis=2).round() for image in (exact, rounded)] + [difference]
+    return np.concatenate(panels, axis=1).astype(np.uint8)
 
 
 def _python(call):
@@ -232,11 +260,16 @@ def cold_start(spec, workdir, reps):
 @click.option('--bf16/--no-bf16', 'with_bf16', default=None,
               help='Also time --precision bf16  [default: where the CPU has native bf16]')
 @click.option('--out', 'out_json', default=None, help='Also write the results as JSON')
-def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json):
+@click.option('--figure', 'figure_dir', type=click.Path(file_okay=False), default=None,
+              help='Also write, per network, the bf16 image furthest from fp32 beside it and their difference '
+                   '(FIGURE_DIR/bf16_vs_fp32_NETWORK.jpg)')
+def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json, figure_dir):
     networks = QUICK if quick else NETWORKS
     if only:
         networks = {k: v for k, v in networks.items() if k in only.split(',')}
     with_bf16 = machine.bf16_native() if with_bf16 is None else with_bf16
+    if figure_dir:
+        os.makedirs(figure_dir, exist_ok=True)
     gemm_size = 1024 if quick else machine.GEMM_SIZE
     print(machine.describe())
     print('speed-up: the two alternated in one process, median over the pairs; the times and memory: '
@@ -275,7 +308,8 @@ def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json):
                 with machine.roofline(with_bf16=True, size=gemm_size) as limit:
                     paired = _python(f'paired_child({spec!r}, {reps}, 1, "fast", "fast-bf16")')
                 busy = busy or limit.busy
-                quality = _python(f'psnr_child({spec!r}, {psnr_seeds})')
+                figure = os.path.join(figure_dir, f'bf16_vs_fp32_{name}.jpg') if figure_dir else None
+                quality = _python(f'psnr_child({spec!r}, {psnr_seeds}, {figure!r})')
                 row = dict(network=name, fp32=paired['fast'], bf16=paired['fast-bf16'], speedup=paired['speedup'],
                            busy=limit.busy, bf16_gemm_gflops=limit.bf16 / 1e9, psnr_seeds=psnr_seeds, **quality)
                 row['roofline'] = flops / limit.bf16 / row['bf16']
@@ -283,6 +317,9 @@ def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json):
                 print(f'{"":27}{name:10} {row["fp32"]:10.3f} {row["bf16"]:10.3f} {row["speedup"]:8.2f}x '
                       f'{100 * row["roofline"]:12.0f}% {row["psnr_mean"]:8.1f} / {row["psnr_min"]:4.1f} dB  '
                       f'{limit.summary()}')
+                if figure:
+                    print(f'{"":27}seed {row["worst_seed"]} (the lowest PSNR): fp32, bf16 and their difference '
+                          f'x{DIFFERENCE_GAIN} in {figure}')
         first = next(iter(networks.values()))
         starts = cold_start(first, workdir, cold_reps)
         print(f'cold start to the first image, generate.py ({next(iter(networks))}): '

@@ -2,7 +2,9 @@
 
 import json
 
+import numpy as np
 from click.testing import CliRunner
+from PIL import Image
 
 from helpers import load_benchmark
 
@@ -16,7 +18,7 @@ def test_quick_run_writes_a_complete_table(tmp_path):
     bench = _bench()
     out = tmp_path / 'bench.json'
     result = CliRunner().invoke(bench.main, ['--quick', '--only', 'sg2_quick', '--reps', '1', '--batch', '2', '--bf16',
-                                             '--psnr-seeds', '2',
+                                             '--psnr-seeds', '2', '--figure', str(tmp_path / 'figures'),
                                              '--cold-reps', '1', '--out', str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
@@ -31,6 +33,9 @@ def test_quick_run_writes_a_complete_table(tmp_path):
     assert bf16['fp32'] > 0 and bf16['speedup'] > 0   # fp32 timed beside bf16 in the same process
     assert 'alternated in one process' in result.output and 'median over the pairs' in result.output
     assert 20 < bf16['psnr_min'] <= bf16['psnr_mean'] < 100 and bf16['psnr_seeds'] == 2
+    with Image.open(tmp_path / 'figures' / 'bf16_vs_fp32_sg2_quick.jpg') as figure:
+        assert figure.size == (3 * 32, 64)                  # 64x32 images: fp32, bf16, difference
+    assert f'seed {bf16["worst_seed"]} (the lowest PSNR)' in result.output
     starts = data['cold_start']
     assert starts['pickle'] > starts['pickle_load'] > 0 and starts['safetensors'] > starts['safetensors_load'] > 0
     assert starts['import_torch'] > 0
@@ -43,3 +48,16 @@ def test_reference_flops_grow_with_the_network():
     small = bench.reference_flops(bench.build(dict(bench.QUICK['sg2_quick'], img_resolution=32)))
     large = bench.reference_flops(bench.build(bench.QUICK['sg2_quick']))
     assert 0 < small < large
+
+
+def test_side_by_side_shrinks_the_images_and_keeps_every_difference():
+    bench = _bench()
+    exact = np.full([2 * bench.FIGURE_HEIGHT, 4, 3], 100, dtype=np.uint8)
+    rounded = exact.copy()
+    rounded[5, 1, 2] = 103                     # one channel of one pixel, 3 levels off
+    figure = bench.side_by_side(exact, rounded)
+    assert figure.shape == (bench.FIGURE_HEIGHT, 3 * 2, 3)          # shrunk by 2: three 2-wide panels
+    assert figure[2, 0, 0] == 100 and figure[2, 2, 2] == 101         # fp32, then bf16 averaged over 2x2
+    difference = figure[:, 4:]
+    assert difference[2, 0].tolist() == [3 * bench.DIFFERENCE_GAIN] * 3   # the block's largest difference
+    assert difference.sum() == 3 * 3 * bench.DIFFERENCE_GAIN            # and nothing anywhere else
