@@ -236,13 +236,18 @@ def test_winograd_kernel_transforms_carry_gradients_as_the_convolution_does():
     torch.testing.assert_close(got_kernel, want_kernel, atol=1e-4 * float(want_kernel.abs().max()), rtol=1e-4)
 
 
-@needs_kernels
 @pytest.mark.parametrize('out_channels, in_channels', [(48, 40), (16, 64), (3, 5)])   # whole vectors, remainders
 @pytest.mark.parametrize('memory_format', [torch.channels_last, torch.contiguous_format])
-def test_winograd_kernel_transforms_are_g_k_gt_and_its_adjoint(out_channels, in_channels, memory_format):
+@pytest.mark.parametrize('in_c', [True, False])
+def test_winograd_kernel_transforms_are_g_k_gt_and_its_adjoint(out_channels, in_channels, memory_format, in_c,
+                                                              monkeypatch):
     # Against G (x) G applied in float64: the forward transform [36, I, O], the input gradient's
     # (taps reversed, channel axes swapped) [36, O, I], and the adjoint taking [36, O, I] back to
-    # the kernel's taps.
+    # the kernel's taps; in C, and as matrix products where the kernels are not built.
+    if in_c and not cpu_kernels.available():
+        pytest.skip('no C compiler here to build the kernels')
+    if not in_c:
+        monkeypatch.setattr(cpu_kernels, '_load', lambda: None)
     generator = torch.Generator().manual_seed(13)
     kernel = torch.randn([out_channels, in_channels, 3, 3], generator=generator).contiguous(memory_format=memory_format)
     matrix = torch.kron(cpu_kernels._WINOGRAD_G, cpu_kernels._WINOGRAD_G)                    # [36, 9] float64

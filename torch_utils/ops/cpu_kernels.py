@@ -359,8 +359,8 @@ def winograd_kernel(kernel: torch.Tensor) -> torch.Tensor:
     ``winograd_conv3x3`` multiplies by: [36, I, O] (a strided view of [O, 36, I])."""
     taps = _taps_last(kernel)
     library = _load()
-    if library is None:
-        return torch.matmul(_WINOGRAD_TAPS, taps).permute(1, 2, 0)
+    if library is None or taps.device.type != 'cpu':
+        return torch.matmul(_WINOGRAD_TAPS.to(taps.device), taps).permute(1, 2, 0)
     out_channels, _, in_channels = taps.shape
     transformed = torch.empty([out_channels, WINOGRAD_POSITIONS, in_channels])
     library.sgh_winograd_kernel_transform(taps.data_ptr(), out_channels, in_channels, 0, transformed.data_ptr(),
@@ -374,8 +374,8 @@ def winograd_kernel_for_input_gradient(kernel: torch.Tensor) -> torch.Tensor:
     kernels run."""
     taps = _taps_last(kernel)
     library = _load()
-    if library is None:
-        return torch.matmul(_WINOGRAD_TAPS_REVERSED, taps).transpose(0, 1)
+    if library is None or taps.device.type != 'cpu':
+        return torch.matmul(_WINOGRAD_TAPS_REVERSED.to(taps.device), taps).transpose(0, 1)
     out_channels, _, in_channels = taps.shape
     transformed = torch.empty([WINOGRAD_POSITIONS, out_channels, in_channels])
     library.sgh_winograd_kernel_transform(taps.data_ptr(), out_channels, in_channels, 1, transformed.data_ptr(),
@@ -388,8 +388,8 @@ def winograd_kernel_gradient(grad: torch.Tensor) -> torch.Tensor:
     channels-last, as the layers keep their weights."""
     out_channels, in_channels = grad.shape[1:]
     library = _load()
-    if library is None:
-        taps = torch.matmul(_WINOGRAD_TAPS.t(), grad.transpose(0, 1))          # [O, 9, I]
+    if library is None or grad.device.type != 'cpu':
+        taps = torch.matmul(_WINOGRAD_TAPS.t().to(grad.device), grad.transpose(0, 1))          # [O, 9, I]
     else:
         grad = grad.float().contiguous()
         taps = torch.empty([out_channels, 9, in_channels])
@@ -399,7 +399,7 @@ def winograd_kernel_gradient(grad: torch.Tensor) -> torch.Tensor:
 
 
 def _taps_last(kernel):
-    """[O, I, 3, 3] as [O, 9, I], contiguous (a view of a channels-last float32 kernel)."""
+    """[O, I, 3, 3] as [O, 9, I], contiguous (no copy of a channels-last float32 kernel)."""
     return kernel.float().permute(0, 2, 3, 1).reshape(kernel.shape[0], 9, kernel.shape[1]).contiguous()
 
 
