@@ -168,9 +168,10 @@ def test_winograd_conv3x3_matches_the_convolution(in_channels, out_channels, hei
 
 @needs_kernels
 @pytest.mark.parametrize('alpha, clamp', [(0.2, 0.5), (None, None), (0.2, None)])
-def test_act_backward_matches_the_pytorch_ops(alpha, clamp):
+@pytest.mark.parametrize('shape', [[2, 20, 5, 3], [1, 40, 23, 11]])   # several blocks of pixels for the bias sums
+def test_act_backward_matches_the_pytorch_ops(alpha, clamp, shape):
     generator = torch.Generator().manual_seed(12)
-    out = torch.randn([2, 20, 5, 3], generator=generator).contiguous(memory_format=torch.channels_last)
+    out = torch.randn(shape, generator=generator).contiguous(memory_format=torch.channels_last)
     if clamp is not None:
         out[0, :3] = clamp                                     # the clamp cut here: nothing passes
     grad = torch.randn(out.shape, generator=generator).contiguous(memory_format=torch.channels_last)
