@@ -158,9 +158,11 @@ def psnr_child(spec, seeds, figure=None):
         values.append(10 * np.log10(255 ** 2 / max(error, 1e-12)))
         if worst is None or values[-1] < worst[0]:
             worst = (values[-1], seed, exact, rounded)
-    if figure:
+    if figure:   # written whole or not at all
         from PIL import Image
-        Image.fromarray(side_by_side(worst[2], worst[3])).save(figure, quality=90)
+        partial = figure + '.part'
+        Image.fromarray(side_by_side(worst[2], worst[3])).save(partial, format='JPEG', quality=90)
+        os.replace(partial, figure)
     print(json.dumps({'psnr_mean': float(np.mean(values)), 'psnr_min': float(np.min(values)), 'worst_seed': worst[1]}))
 
 
@@ -269,7 +271,10 @@ def main(only, reps, batch, quick, cold_reps, psnr_seeds, with_bf16, out_json, f
         networks = {k: v for k, v in networks.items() if k in only.split(',')}
     with_bf16 = machine.bf16_native() if with_bf16 is None else with_bf16
     if figure_dir:
-        os.makedirs(figure_dir, exist_ok=True)
+        try:
+            os.makedirs(figure_dir, exist_ok=True)
+        except OSError as error:
+            raise click.BadParameter(f'cannot make {figure_dir}: {error.strerror}', param_hint='--figure') from None
     gemm_size = 1024 if quick else machine.GEMM_SIZE
     print(machine.describe())
     print('speed-up: the two alternated in one process, median over the pairs; the times and memory: '

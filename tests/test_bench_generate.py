@@ -33,6 +33,7 @@ def test_quick_run_writes_a_complete_table(tmp_path):
     assert bf16['fp32'] > 0 and bf16['speedup'] > 0   # fp32 timed beside bf16 in the same process
     assert 'alternated in one process' in result.output and 'median over the pairs' in result.output
     assert 20 < bf16['psnr_min'] <= bf16['psnr_mean'] < 100 and bf16['psnr_seeds'] == 2
+    assert [f.name for f in (tmp_path / 'figures').iterdir()] == ['bf16_vs_fp32_sg2_quick.jpg']   # no leftovers
     with Image.open(tmp_path / 'figures' / 'bf16_vs_fp32_sg2_quick.jpg') as figure:
         assert figure.size == (3 * 32, 64)                  # 64x32 images: fp32, bf16, difference
     assert f'seed {bf16["worst_seed"]} (the lowest PSNR)' in result.output
@@ -61,3 +62,9 @@ def test_side_by_side_shrinks_the_images_and_keeps_every_difference():
     difference = figure[:, 4:]
     assert difference[2, 0].tolist() == [3 * bench.DIFFERENCE_GAIN] * 3   # the block's largest difference
     assert difference.sum() == 3 * 3 * bench.DIFFERENCE_GAIN            # and nothing anywhere else
+
+
+def test_a_figure_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / 'file').write_text('')
+    result = CliRunner().invoke(_bench().main, ['--quick', '--figure', str(tmp_path / 'file' / 'figures')])
+    assert result.exit_code == 2 and 'cannot make' in result.output and 'Traceback' not in result.output
